@@ -1,0 +1,5 @@
+import sys
+
+from deepmd_like.cli import main
+
+sys.exit(main())

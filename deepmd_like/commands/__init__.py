@@ -1,0 +1,1 @@
+"""Subcommands of ``dpl``: one module each, with ``register(subparsers)``."""
