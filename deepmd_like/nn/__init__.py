@@ -1,0 +1,1 @@
+"""Neural-network potentials: neighbour lists, descriptors, fitting nets, models."""
