@@ -1,0 +1,307 @@
+"""Reading datasets lazily: one frame at a time, for training and analysis.
+
+:class:`Dataset` opens a file, validates its layout (format, version, units,
+shapes and dtypes of every system) and then closes it again; frames are read
+on demand through a handle that each process opens for itself, so a
+PyTorch ``DataLoader`` with several workers works (the object pickles
+without its handle). Memory stays bounded by HDF5's chunk cache whatever the
+file size. Values are checked for finiteness as they are served, naming the
+file, system, frame and atoms of anything bad.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import h5py
+import numpy as np
+import torch
+
+from deepmd_like.data import journal as _journal
+from deepmd_like.data.schema import (
+    LABEL_MASKS,
+    SYSTEMS,
+    SystemInfo,
+    check_frame_finite,
+    check_root,
+    read_system_info,
+)
+from deepmd_like.errors import UserError
+
+# Chunk cache per dataset; a few chunks of the largest arrays.
+_CHUNK_CACHE_BYTES = 4 * 1024 * 1024
+
+
+def parse_data_reference(reference: str | os.PathLike) -> tuple[Path, list[str] | None]:
+    """Split ``FILE.h5[:NAME[,NAME...]]`` into the path and the system names.
+
+    Returns ``(path, None)`` when no systems are named (all of them).
+    """
+    text = os.fspath(reference)
+    if ":" in text and not Path(text).exists():
+        path, _, names = text.rpartition(":")
+        selected = [name.strip() for name in names.split(",") if name.strip()]
+        if not selected:
+            raise UserError(f"{text}: no system names after ':'")
+        return Path(path), selected
+    return Path(text), None
+
+
+def open_h5(path: str | os.PathLike) -> h5py.File:
+    """Open a dataset file read-only and check that it is one.
+
+    If a writer was killed while committing, the file is shown as it was
+    before that commit (the journal beside it is read, not applied).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected an HDF5 dataset file")
+    journal = _journal.read_journal(path)
+    try:
+        if journal is not None:
+            view = _journal.RollbackView(path, journal)
+            h5 = h5py.File(view, "r", rdcc_nbytes=_CHUNK_CACHE_BYTES)
+        else:
+            if not h5py.is_hdf5(path):
+                raise UserError(
+                    f"{path}: not an HDF5 file; convert it first with "
+                    "'dpl data convert'"
+                )
+            h5 = h5py.File(
+                path, "r", locking=False, rdcc_nbytes=_CHUNK_CACHE_BYTES
+            )
+    except OSError as err:
+        raise UserError(f"{path}: cannot be read as HDF5 ({err})") from None
+    try:
+        check_root(h5, str(path))
+    except BaseException:
+        h5.close()
+        raise
+    return h5
+
+
+class Dataset(torch.utils.data.Dataset):
+    """Frames of an HDF5 dataset as a PyTorch map-style dataset.
+
+    Parameters
+    ----------
+    reference : ``FILE.h5`` (every system) or ``FILE.h5:NAME[,NAME...]``.
+    systems : names of systems to use (an alternative to the ``:`` form).
+
+    Attributes
+    ----------
+    path : the file.
+    systems : list of :class:`~deepmd_like.data.schema.SystemInfo`
+        (``name``, ``n_frames``, ``n_atoms``, ``atomic_numbers``, ``pbc``,
+        ``has_cell``, ``attrs``).
+    system_names : their names, in the order frames are numbered.
+
+    Notes
+    -----
+    ``ds[i]`` returns one frame as a dict of tensors::
+
+        positions      (n_atoms, 3) float64, Å
+        atomic_numbers (n_atoms,)   int64
+        cell           (3, 3)       float64, Å (zeros without a box)
+        pbc            (3,)         bool
+        energy         ()           float64, eV (0 where has_energy is False)
+        forces         (n_atoms, 3) float64, eV/Å (0 where has_forces is False)
+        virial         (3, 3)       float64, eV (0 where has_virial is False)
+        has_energy, has_forces, has_virial   () bool
+        system_index, frame_index            () int64
+
+    Frames are numbered system after system, in file order.
+    """
+
+    def __init__(
+        self, reference: str | os.PathLike, systems: Sequence[str] | None = None
+    ):
+        path, selected = parse_data_reference(reference)
+        if systems is not None:
+            selected = list(systems)
+        self.path = path
+        with open_h5(path) as h5:
+            group = h5[SYSTEMS]
+            available = list(group)
+            if selected is None:
+                selected = available
+            missing = [name for name in selected if name not in group]
+            if missing:
+                raise UserError(
+                    f"{path}: no system named {', '.join(map(repr, missing))}; "
+                    f"the file holds {', '.join(available) or 'no systems'}"
+                )
+            self.systems: list[SystemInfo] = [
+                read_system_info(group[name], str(path)) for name in selected
+            ]
+        self.system_names = [info.name for info in self.systems]
+        counts = np.array([info.n_frames for info in self.systems], dtype=np.int64)
+        self._starts = np.concatenate([[0], np.cumsum(counts)])
+        self._h5: h5py.File | None = None
+        self._pid: int | None = None
+        self._dsets: list[dict[str, h5py.Dataset]] = []
+        self._numbers = [torch.from_numpy(i.atomic_numbers) for i in self.systems]
+        self._pbc = [torch.from_numpy(i.pbc.copy()) for i in self.systems]
+
+    # Pickling drops the handle; each process opens its own.
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_h5"] = None
+        state["_pid"] = None
+        state["_dsets"] = []
+        return state
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({str(self.path)!r}, systems={self.system_names}, "
+            f"frames={len(self)})"
+        )
+
+    def close(self) -> None:
+        """Close this process's file handle (reopened on the next read)."""
+        if self._h5 is not None and self._pid == os.getpid():
+            self._h5.close()
+        self._h5 = None
+        self._dsets = []
+
+    def _handle(self) -> list[dict[str, h5py.Dataset]]:
+        if self._h5 is None or self._pid != os.getpid():
+            self._h5 = open_h5(self.path)
+            self._pid = os.getpid()
+            groups = [self._h5[SYSTEMS][name] for name in self.system_names]
+            self._dsets = [{key: g[key] for key in g} for g in groups]
+        return self._dsets
+
+    def system_index(self, name_or_index: str | int) -> int:
+        """Index of a system in :attr:`systems`, by name or index."""
+        if isinstance(name_or_index, (int, np.integer)):
+            if not 0 <= name_or_index < len(self.systems):
+                raise IndexError(f"system index {name_or_index} out of range")
+            return int(name_or_index)
+        try:
+            return self.system_names.index(name_or_index)
+        except ValueError:
+            raise UserError(
+                f"{self.path}: no system named {name_or_index!r}; the dataset "
+                f"holds {', '.join(self.system_names)}"
+            ) from None
+
+    def system_frames(self, name_or_index: str | int) -> range:
+        """Global indices of the frames of one system."""
+        index = self.system_index(name_or_index)
+        return range(int(self._starts[index]), int(self._starts[index + 1]))
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """Return ``(system index, frame index in that system)`` of a frame."""
+        n = len(self)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"frame {index} out of range for {n} frames")
+        system = int(np.searchsorted(self._starts, index, side="right") - 1)
+        return system, int(index - self._starts[system])
+
+    # Reading -------------------------------------------------------------------
+    def read_frames(
+        self, system: str | int, start: int = 0, stop: int | None = None
+    ) -> dict[str, np.ndarray]:
+        """Read frames ``start:stop`` of one system as numpy arrays.
+
+        Labels come as stored (NaN where a frame has none) together with all
+        three masks; ``cell`` is present only if the system has one. Nothing
+        is checked for finiteness here (see :mod:`deepmd_like.data.checks`).
+        """
+        index = self.system_index(system)
+        info = self.systems[index]
+        stop = info.n_frames if stop is None else min(stop, info.n_frames)
+        dsets = self._handle()[index]
+        out: dict[str, np.ndarray] = {
+            "atomic_numbers": info.atomic_numbers.copy(),
+            "pbc": info.pbc.copy(),
+        }
+        for key in ("positions", "cell", "energy", "forces", "virial"):
+            if key in dsets:
+                out[key] = dsets[key][start:stop]
+        for label, mask in LABEL_MASKS.items():
+            if mask in dsets:
+                out[mask] = dsets[mask][start:stop]
+            else:
+                out[mask] = np.full(stop - start, label in dsets, dtype=bool)
+        return out
+
+    def read_system(self, name: str | int) -> dict[str, np.ndarray]:
+        """Read one whole system as numpy arrays (see :meth:`read_frames`)."""
+        return self.read_frames(name)
+
+    def iter_blocks(
+        self, system: str | int, frames_per_block: int = 4096
+    ) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """Yield ``(first frame, arrays)`` blocks of one system, in order."""
+        info = self.systems[self.system_index(system)]
+        for start in range(0, info.n_frames, frames_per_block):
+            yield start, self.read_frames(system, start, start + frames_per_block)
+
+    def _frame(self, system: int, block: dict, row: int, local: int) -> dict:
+        info = self.systems[system]
+        raw = {
+            key: value[row]
+            for key, value in block.items()
+            if key not in ("atomic_numbers", "pbc")
+        }
+        check_frame_finite(raw, str(self.path), info.name, local)
+        n_atoms = info.n_atoms
+        frame = {
+            "positions": torch.from_numpy(raw["positions"]),
+            "atomic_numbers": self._numbers[system].clone(),
+            "cell": torch.from_numpy(raw["cell"])
+            if "cell" in raw
+            else torch.zeros(3, 3, dtype=torch.float64),
+            "pbc": self._pbc[system].clone(),
+        }
+        for label, shape in (("energy", ()), ("forces", (n_atoms, 3)), ("virial", (3, 3))):
+            mask = LABEL_MASKS[label]
+            present = bool(raw[mask])
+            if present:
+                frame[label] = torch.as_tensor(raw[label], dtype=torch.float64)
+            else:
+                frame[label] = torch.zeros(shape, dtype=torch.float64)
+            frame[mask] = torch.tensor(present)
+        frame["system_index"] = torch.tensor(system, dtype=torch.int64)
+        frame["frame_index"] = torch.tensor(local, dtype=torch.int64)
+        return frame
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        system, local = self.locate(int(index))
+        block = self.read_frames(system, local, local + 1)
+        return self._frame(system, block, 0, local)
+
+    def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        """Read several frames, fetching neighbouring ones in one slice.
+
+        ``DataLoader`` calls this for a whole batch; sequential batches then
+        cost one HDF5 read per array instead of one per frame.
+        """
+        located = [self.locate(int(i)) for i in indices]
+        out: list[dict | None] = [None] * len(located)
+        by_system: dict[int, list[tuple[int, int]]] = {}
+        for position, (system, local) in enumerate(located):
+            by_system.setdefault(system, []).append((local, position))
+        for system, items in by_system.items():
+            locals_ = [local for local, _ in items]
+            lo, hi = min(locals_), max(locals_) + 1
+            if hi - lo <= max(64, 4 * len(items)):
+                block = self.read_frames(system, lo, hi)
+                for local, position in items:
+                    out[position] = self._frame(system, block, local - lo, local)
+            else:
+                for local, position in items:
+                    block = self.read_frames(system, local, local + 1)
+                    out[position] = self._frame(system, block, 0, local)
+        return out  # type: ignore[return-value]
