@@ -152,6 +152,13 @@ def load_checkpoint_model(path: str | os.PathLike) -> EnergyModel:
         raise UserError(
             f"{path}: not a training checkpoint (no 'model_config' key)"
         )
+    version = checkpoint.get("version", 1)
+    if checkpoint.get("format", "deepmd_like/checkpoint") != "deepmd_like/checkpoint":
+        raise UserError(f"{path}: format {checkpoint.get('format')!r} is not "
+                        "'deepmd_like/checkpoint'")
+    if isinstance(version, int) and version > 1:
+        raise UserError(f"{path}: checkpoint version {version} is newer than this "
+                        "deepmd_like reads (version 1); upgrade deepmd_like")
     model = EnergyModel(checkpoint["model_config"])
     state = checkpoint.get("model_state")
     if state is None:

@@ -239,6 +239,16 @@ class EnergyModel(nn.Module):
         self.core = DeepPotCore(config)
         self.compressed = False
 
+    @classmethod
+    def from_config(cls, config: ModelConfig | dict) -> "EnergyModel":
+        """Build a model from a ``model`` section (dict) or a ModelConfig."""
+        return cls(config)
+
+    @property
+    def descriptor(self) -> DescriptorSeE2a:
+        """The descriptor module (holds ``davg``/``dstd`` and the embedding)."""
+        return self.core.descriptor
+
     @property
     def dtype(self) -> torch.dtype:
         return self.core.descriptor.davg.dtype
