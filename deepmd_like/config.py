@@ -1,0 +1,589 @@
+"""The training input file: a typed schema with DeePMD-kit's layout and names.
+
+An input file (JSON or YAML) has four sections, as in DeePMD-kit::
+
+    model:          type_map, descriptor (se_e2_a), fitting_net
+    learning_rate:  type "exp", start_lr, stop_lr, decay_steps
+    loss:           type "ener", start_pref_e/f/v, limit_pref_e/f/v
+    training:       training_data, validation_data, numb_steps, seed,
+                    disp_freq, save_freq, ...
+
+Every section loads into a dataclass below; the dataclass fields are the one
+place where defaults live. Keys that start with an underscore (``_comment``)
+are ignored, as DeePMD-kit does. Any other unknown key is an error that names
+its path in the file and suggests the nearest known key. Values are checked
+for type and range here; checks that need the data (a type map missing an
+element, ``sel: "auto"``) happen when the trainer opens the datasets.
+
+Data references are the project's HDF5 files: ``"FILE.h5"`` (all systems) or
+``"FILE.h5:NAME,NAME"`` (some systems). ``training_data`` may be such a
+string, a list of them, or DeePMD-kit's ``{"systems": [...], "batch_size":
+...}`` mapping. Relative paths are resolved against the input file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import math
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+from deepmd_like.errors import UserError
+
+__all__ = [
+    "DataConfig",
+    "DescriptorConfig",
+    "FittingConfig",
+    "InputConfig",
+    "LearningRateConfig",
+    "LossConfig",
+    "ModelConfig",
+    "TrainingConfig",
+    "config_from_dict",
+    "load_input",
+    "parse_data_reference",
+]
+
+_PRECISIONS = ("float64", "float32", "default")
+_ACTIVATIONS = ("tanh", "gelu", "relu", "silu", "softplus", "sigmoid", "linear", "none")
+
+
+@dataclass
+class DescriptorConfig:
+    """The ``se_e2_a`` (DeepPot-SE) descriptor."""
+
+    # Only the smooth two-body embedding with full angular information.
+    type: str = "se_e2_a"
+    # Cutoff radius, Å.
+    rcut: float = 6.0
+    # Where the switching function starts to decay from 1/r to 0, Å.
+    rcut_smth: float = 0.5
+    # Maximum neighbours per element (type_map order), or "auto"/"auto:RATIO".
+    sel: Union[list[int], str] = "auto"
+    # Widths of the embedding net's hidden layers.
+    neuron: list[int] = field(default_factory=lambda: [10, 20, 40])
+    # Columns of the embedding matrix kept for the symmetry-preserving product.
+    axis_neuron: int = 4
+    # Time-step-like scale on residual connections of the embedding net.
+    resnet_dt: bool = False
+    # One embedding net per neighbour element (True) or per element pair.
+    type_one_side: bool = False
+    # Activation function of the embedding net.
+    activation_function: str = "tanh"
+    # Floating point precision of the descriptor ("default" means float64).
+    precision: str = "default"
+    # Seed for the weight initialisation (None: from training.seed).
+    seed: Union[int, None] = None
+    # Keep the environment-matrix mean at zero (only the std is fitted).
+    set_davg_zero: bool = False
+    # Whether the descriptor's weights are trained.
+    trainable: bool = True
+
+    def validate(self, path: str) -> None:
+        if self.type != "se_e2_a":
+            raise UserError(
+                f"{path}.type: descriptor {self.type!r} is not supported; "
+                "use \"se_e2_a\""
+            )
+        if not self.rcut > 0:
+            raise UserError(f"{path}.rcut must be positive, got {self.rcut}")
+        if self.rcut_smth < 0:
+            raise UserError(
+                f"{path}.rcut_smth must be zero or positive, got {self.rcut_smth}"
+            )
+        if self.rcut_smth >= self.rcut:
+            raise UserError(
+                f"{path}.rcut_smth ({self.rcut_smth}) must be smaller than "
+                f"{path}.rcut ({self.rcut})"
+            )
+        if isinstance(self.sel, str):
+            auto_sel_ratio(self.sel, f"{path}.sel")
+        elif any(s < 0 for s in self.sel):
+            raise UserError(f"{path}.sel entries must be >= 0, got {self.sel}")
+        _check_widths(self.neuron, f"{path}.neuron")
+        if self.axis_neuron < 1 or (self.neuron and self.axis_neuron > self.neuron[-1]):
+            raise UserError(
+                f"{path}.axis_neuron must be between 1 and the last embedding "
+                f"width {self.neuron[-1] if self.neuron else '?'}, got "
+                f"{self.axis_neuron}"
+            )
+        _check_choice(self.activation_function, _ACTIVATIONS, f"{path}.activation_function")
+        _check_choice(self.precision, _PRECISIONS, f"{path}.precision")
+
+
+@dataclass
+class FittingConfig:
+    """The fitting net: atomic energy from the descriptor, one net per element."""
+
+    # Only energy fitting.
+    type: str = "ener"
+    # Widths of the hidden layers.
+    neuron: list[int] = field(default_factory=lambda: [120, 120, 120])
+    # Time-step-like scale on residual connections.
+    resnet_dt: bool = True
+    # Activation function of the hidden layers.
+    activation_function: str = "tanh"
+    # Floating point precision ("default" means float64).
+    precision: str = "default"
+    # Seed for the weight initialisation (None: from training.seed).
+    seed: Union[int, None] = None
+    # Whether the fitting net's weights are trained.
+    trainable: bool = True
+
+    def validate(self, path: str) -> None:
+        if self.type != "ener":
+            raise UserError(
+                f"{path}.type: fitting {self.type!r} is not supported; use \"ener\""
+            )
+        _check_widths(self.neuron, f"{path}.neuron")
+        _check_choice(self.activation_function, _ACTIVATIONS, f"{path}.activation_function")
+        _check_choice(self.precision, _PRECISIONS, f"{path}.precision")
+
+
+@dataclass
+class ModelConfig:
+    """The whole potential: element list, descriptor and fitting net."""
+
+    # Element symbols; a system's atoms must all be in this list.
+    type_map: list[str] = field(default_factory=list)
+    # The descriptor section.
+    descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
+    # The fitting-net section.
+    fitting_net: FittingConfig = field(default_factory=FittingConfig)
+    # Batches drawn from the training data for the input statistics.
+    data_stat_nbatch: int = 10
+
+    def validate(self, path: str) -> None:
+        from ase.data import atomic_numbers
+
+        if not self.type_map:
+            raise UserError(f"{path}.type_map is required, e.g. [\"O\", \"H\"]")
+        for i, symbol in enumerate(self.type_map):
+            if symbol not in atomic_numbers or symbol == "X":
+                raise UserError(
+                    f"{path}.type_map[{i}]: {symbol!r} is not an element symbol"
+                )
+        if len(set(self.type_map)) != len(self.type_map):
+            raise UserError(f"{path}.type_map lists an element twice: {self.type_map}")
+        self.descriptor.validate(f"{path}.descriptor")
+        self.fitting_net.validate(f"{path}.fitting_net")
+        sel = self.descriptor.sel
+        if not isinstance(sel, str) and len(sel) != len(self.type_map):
+            raise UserError(
+                f"{path}.descriptor.sel has {len(sel)} entries but "
+                f"{path}.type_map has {len(self.type_map)}; give one maximum "
+                "neighbour count per element, or \"auto\""
+            )
+        if self.data_stat_nbatch < 1:
+            raise UserError(f"{path}.data_stat_nbatch must be >= 1")
+
+
+@dataclass
+class LearningRateConfig:
+    """Exponential decay in stages: DeePMD-kit's ``exp`` learning rate."""
+
+    # Only exponential decay.
+    type: str = "exp"
+    # Learning rate at step 0.
+    start_lr: float = 1e-3
+    # Learning rate reached at training.numb_steps (and its lower bound).
+    stop_lr: float = 1e-8
+    # The rate is constant within stages of this many steps.
+    decay_steps: int = 5000
+    # If given, used instead of the rate derived from start_lr and stop_lr.
+    decay_rate: Union[float, None] = None
+
+    def validate(self, path: str) -> None:
+        if self.type != "exp":
+            raise UserError(
+                f"{path}.type: learning rate {self.type!r} is not supported; "
+                "use \"exp\""
+            )
+        if not self.start_lr > 0:
+            raise UserError(f"{path}.start_lr must be positive, got {self.start_lr}")
+        if not self.stop_lr > 0:
+            raise UserError(f"{path}.stop_lr must be positive, got {self.stop_lr}")
+        if self.decay_steps < 1:
+            raise UserError(f"{path}.decay_steps must be >= 1, got {self.decay_steps}")
+        if self.decay_rate is not None and not 0 < self.decay_rate <= 1:
+            raise UserError(f"{path}.decay_rate must be in (0, 1], got {self.decay_rate}")
+
+
+@dataclass
+class LossConfig:
+    """Energy/force/virial loss with prefactors interpolated by the learning rate."""
+
+    # Only the standard energy loss.
+    type: str = "ener"
+    # Energy prefactor at the start and at the end of training.
+    start_pref_e: float = 0.02
+    limit_pref_e: float = 1.0
+    # Force prefactor at the start and at the end of training.
+    start_pref_f: float = 1000.0
+    limit_pref_f: float = 1.0
+    # Virial prefactor at the start and at the end of training.
+    start_pref_v: float = 0.0
+    limit_pref_v: float = 0.0
+
+    def validate(self, path: str) -> None:
+        if self.type != "ener":
+            raise UserError(
+                f"{path}.type: loss {self.type!r} is not supported; use \"ener\""
+            )
+        for name in ("e", "f", "v"):
+            for kind in ("start", "limit"):
+                key = f"{kind}_pref_{name}"
+                if getattr(self, key) < 0:
+                    raise UserError(f"{path}.{key} must be >= 0")
+        if self.start_pref_e + self.limit_pref_e + self.start_pref_f + (
+            self.limit_pref_f + self.start_pref_v + self.limit_pref_v
+        ) == 0:
+            raise UserError(f"{path}: every prefactor is zero; nothing to learn")
+
+
+@dataclass
+class DataConfig:
+    """A set of systems and how batches are drawn from them."""
+
+    # Data references: "FILE.h5" or "FILE.h5:NAME,NAME", resolved to absolute.
+    systems: list[str] = field(default_factory=list)
+    # Structures per batch: an int, "auto" (>= 32 atoms) or "auto:N" (>= N atoms).
+    batch_size: Union[int, str] = "auto"
+    # How systems are picked: "prob_sys_size", "prob_uniform", or
+    # "prob_sys_size;START:END:WEIGHT;..." (blocks of systems).
+    auto_prob: str = "prob_sys_size"
+    # Explicit probability per system (overrides auto_prob).
+    sys_probs: Union[list[float], None] = None
+    # Validation only: batches evaluated at each display step.
+    numb_btch: int = 1
+
+    def validate(self, path: str) -> None:
+        if not self.systems:
+            raise UserError(f"{path}.systems is empty; give at least one FILE.h5")
+        for ref in self.systems:
+            file, _ = parse_data_reference(ref)
+            if not Path(file).is_file():
+                raise UserError(f"{path}.systems: dataset {file} does not exist")
+        if isinstance(self.batch_size, str):
+            auto_batch_atoms(self.batch_size, f"{path}.batch_size")
+        elif self.batch_size < 1:
+            raise UserError(f"{path}.batch_size must be >= 1, got {self.batch_size}")
+        if self.sys_probs is not None:
+            if any(p < 0 for p in self.sys_probs) or sum(self.sys_probs) <= 0:
+                raise UserError(
+                    f"{path}.sys_probs must be non-negative with a positive sum"
+                )
+        if self.numb_btch < 1:
+            raise UserError(f"{path}.numb_btch must be >= 1")
+
+
+@dataclass
+class TrainingConfig:
+    """The optimisation run: data, length, output frequency, seed."""
+
+    # Training systems.
+    training_data: DataConfig = field(default_factory=DataConfig)
+    # Validation systems (optional).
+    validation_data: Union[DataConfig, None] = None
+    # Number of optimiser steps.
+    numb_steps: int = 1000
+    # Seed of every random choice (weights, batch order).
+    seed: Union[int, None] = None
+    # Steps between learning-curve lines.
+    disp_freq: int = 1000
+    # Steps between checkpoints.
+    save_freq: int = 1000
+    # Numbered checkpoints kept (the latest checkpoint.pt is always kept).
+    max_ckpt_keep: int = 5
+    # Name of the learning-curve file in the run folder.
+    disp_file: str = "lcurve.csv"
+    # Torch threads for training (0: leave torch's default).
+    num_threads: int = 0
+
+    def validate(self, path: str) -> None:
+        self.training_data.validate(f"{path}.training_data")
+        if self.validation_data is not None:
+            self.validation_data.validate(f"{path}.validation_data")
+        for key in ("numb_steps", "disp_freq", "save_freq"):
+            if getattr(self, key) < 1:
+                raise UserError(f"{path}.{key} must be >= 1, got {getattr(self, key)}")
+        if self.max_ckpt_keep < 0:
+            raise UserError(f"{path}.max_ckpt_keep must be >= 0")
+        if self.num_threads < 0:
+            raise UserError(f"{path}.num_threads must be >= 0")
+        if "/" in self.disp_file or self.disp_file in ("", ".", ".."):
+            raise UserError(f"{path}.disp_file must be a plain file name")
+
+
+@dataclass
+class InputConfig:
+    """A whole training input file."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    learning_rate: LearningRateConfig = field(default_factory=LearningRateConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def validate(self) -> None:
+        self.model.validate("model")
+        self.learning_rate.validate("learning_rate")
+        self.loss.validate("loss")
+        self.training.validate("training")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as plain JSON-compatible data (every default filled)."""
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def parse_data_reference(ref: str) -> tuple[str, list[str] | None]:
+    """Split ``"FILE.h5:NAME,NAME"`` into the file and the system names.
+
+    Returns
+    -------
+    file : str
+    names : list of str or None
+        None means every system of the file.
+    """
+    head, sep, tail = ref.rpartition(":")
+    # A colon inside a path (or a Windows drive) is not a system list unless
+    # what precedes it is an HDF5 file name.
+    if sep and head.endswith((".h5", ".hdf5")):
+        names = [n.strip() for n in tail.split(",") if n.strip()]
+        return head, names or None
+    return ref, None
+
+
+def auto_batch_atoms(value: str, path: str) -> int:
+    """Atoms a batch must reach for ``"auto"`` (32) or ``"auto:N"`` (N)."""
+    if value == "auto":
+        return 32
+    if value.startswith("auto:"):
+        try:
+            n = int(value[5:])
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return n
+    raise UserError(f"{path} must be a positive integer, \"auto\" or \"auto:N\"; got {value!r}")
+
+
+def auto_sel_ratio(value: str, path: str) -> float:
+    """Safety factor of ``sel: "auto"`` (1.1) or ``"auto:RATIO"``."""
+    if value == "auto":
+        return 1.1
+    if value.startswith("auto:"):
+        try:
+            ratio = float(value[5:])
+        except ValueError:
+            ratio = 0.0
+        if ratio >= 1.0:
+            return ratio
+    raise UserError(
+        f"{path} must be a list of integers, \"auto\" or \"auto:RATIO\" (RATIO >= 1); "
+        f"got {value!r}"
+    )
+
+
+def _check_widths(widths: list[int], path: str) -> None:
+    if not widths or any(w < 1 for w in widths):
+        raise UserError(f"{path} must be a non-empty list of positive widths, got {widths}")
+
+
+def _check_choice(value: str, choices: tuple[str, ...], path: str) -> None:
+    if value not in choices:
+        raise UserError(f"{path} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    if tp is type(None):
+        return "null"
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
+        tp, str(tp)
+    )
+
+
+class _Mismatch(Exception):
+    pass
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; return the typed value."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _coerce(value, arg, path)
+            except _Mismatch:
+                continue
+        raise _Mismatch
+    if tp is type(None):
+        if value is None:
+            return None
+        raise _Mismatch
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise _Mismatch
+        (item_tp,) = typing.get_args(tp)
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(_coerce(item, item_tp, f"{path}[{i}]"))
+            except _Mismatch:
+                raise UserError(
+                    f"{path}[{i}] must be {_type_name(item_tp)}, got {item!r}"
+                ) from None
+        return out
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise _Mismatch
+        return _build(tp, value, path)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _Mismatch
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise _Mismatch
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(float(value)):
+                raise UserError(f"{path} must be a finite number, got {value!r}")
+            return float(value)
+        raise _Mismatch
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _Mismatch
+    raise TypeError(f"unsupported annotation {tp!r} at {path}")
+
+
+def _build(cls: type, data: dict[str, Any], path: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if not isinstance(key, str):
+            raise UserError(f"{path}: keys must be strings, got {key!r}")
+        if key.startswith("_"):
+            continue
+        where = f"{path}.{key}" if path else key
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(names)
+            raise UserError(f"unknown key {where!r}{hint} (known keys: {known})")
+        try:
+            kwargs[key] = _coerce(value, hints[key], where)
+        except _Mismatch:
+            raise UserError(
+                f"{where} must be {_type_name(hints[key])}, got {value!r}"
+            ) from None
+    return cls(**kwargs)
+
+
+def _normalise_data_section(value: Any, path: str, base: Path) -> Any:
+    """Accept a reference string, a list of them, or DeePMD's mapping."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"systems": [value]}
+    elif isinstance(value, list):
+        value = {"systems": value}
+    elif not isinstance(value, dict):
+        raise UserError(
+            f"{path} must be a data reference (\"FILE.h5[:NAME,...]\"), a list of "
+            "them, or a mapping with \"systems\""
+        )
+    value = dict(value)
+    systems = value.get("systems")
+    if isinstance(systems, str):
+        systems = [systems]
+    if isinstance(systems, list):
+        resolved = []
+        for i, ref in enumerate(systems):
+            if not isinstance(ref, str):
+                raise UserError(f"{path}.systems[{i}] must be a string, got {ref!r}")
+            file, names = parse_data_reference(ref)
+            file_path = Path(file).expanduser()
+            if not file_path.is_absolute():
+                file_path = base / file_path
+            file_path = Path(os.path.normpath(file_path))
+            resolved.append(str(file_path) + (":" + ",".join(names) if names else ""))
+        value["systems"] = resolved
+    return value
+
+
+def config_from_dict(data: dict[str, Any], base_dir: str | Path = ".") -> InputConfig:
+    """Build and validate an :class:`InputConfig` from plain data.
+
+    Parameters
+    ----------
+    data : dict
+        The parsed input file.
+    base_dir : path
+        Folder against which relative dataset paths are resolved.
+    """
+    if not isinstance(data, dict):
+        raise UserError("the input must be a mapping with model, learning_rate, loss and training")
+    base = Path(base_dir).resolve()
+    data = dict(data)
+    training = data.get("training")
+    if isinstance(training, dict):
+        training = dict(training)
+        for key in ("training_data", "validation_data"):
+            if key in training:
+                training[key] = _normalise_data_section(
+                    training[key], f"training.{key}", base
+                )
+        data["training"] = training
+    config = _build(InputConfig, data, "")
+    if "training" not in data or "training_data" not in data["training"]:
+        raise UserError("training.training_data is required (e.g. \"data.h5\")")
+    config.validate()
+    return config
+
+
+def load_input(path: str | Path) -> InputConfig:
+    """Read a JSON or YAML input file and return its validated configuration.
+
+    Errors name the file and the key path, e.g.
+    ``input.json: model.descriptor.rcut must be positive, got -1.0``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"input file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except (json.JSONDecodeError, ValueError) as err:
+        raise UserError(f"{path}: not valid JSON/YAML: {err}") from None
+    except Exception as err:  # yaml.YAMLError
+        raise UserError(f"{path}: not valid YAML: {err}") from None
+    try:
+        return config_from_dict(data, base_dir=path.parent)
+    except UserError as err:
+        raise UserError(f"{path}: {err}") from None
