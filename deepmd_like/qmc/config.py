@@ -136,6 +136,9 @@ def _build(cls: type, data: Any, where: str) -> Any:
         if dataclasses.is_dataclass(default):
             kwargs[key] = _build(type(default), value, f"{where}.{key}")
             continue
+        if fields[key].type == "Any":
+            kwargs[key] = value
+            continue
         kwargs[key] = _check_type(default, value, f"{where}.{key}")
     return cls(**kwargs)
 
@@ -166,6 +169,11 @@ def config_from_dict(data: Any, where: str = "input") -> VMCConfig:
             raise UserError(
                 f"{where}: {section}.{key} is {value!r}; use one of {', '.join(choices)}"
             )
+    if config.reference.fci not in (True, False, "auto"):
+        raise UserError(
+            f"{where}: reference.fci is {config.reference.fci!r}; use true, false "
+            "or auto"
+        )
     positive = [
         ("sampler", "n_walkers"),
         ("sampler", "decorrelation"),
