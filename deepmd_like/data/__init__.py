@@ -2,25 +2,42 @@
 
 The public namespace::
 
-    Dataset             lazy reader, a PyTorch map-style dataset
-    DatasetWriter       crash-safe writer (new systems, appended frames)
-    collate_structures  DataLoader collate function for frames of any size
-    SystemInfo          what the reader knows about a system
-    parse_data_reference  split ``FILE.h5:NAME,NAME``
+    Dataset               lazy reader, a PyTorch map-style dataset
+    DatasetWriter         crash-safe writer (new systems, appended frames)
+    collate_structures    DataLoader collate function for frames of any size
+    SystemInfo            what the reader knows about a system
+    parse_data_reference  split ``FILE.h5:NAME,NAME`` into path and names
+    open_h5               open a dataset file read-only, validated
+
+Names are imported on first use, so a process that only writes (an MD run,
+a labelling worker) does not pay for importing torch.
 """
 
-from deepmd_like.data.batching import collate_structures
-from deepmd_like.data.reader import Dataset, open_h5, parse_data_reference
-from deepmd_like.data.schema import FORMAT_NAME, FORMAT_VERSION, SystemInfo
-from deepmd_like.data.writer import DatasetWriter
+from __future__ import annotations
 
-__all__ = [
-    "Dataset",
-    "DatasetWriter",
-    "FORMAT_NAME",
-    "FORMAT_VERSION",
-    "SystemInfo",
-    "collate_structures",
-    "open_h5",
-    "parse_data_reference",
-]
+import importlib
+
+_EXPORTS = {
+    "Dataset": "deepmd_like.data.reader",
+    "open_h5": "deepmd_like.data.reader",
+    "parse_data_reference": "deepmd_like.data.reader",
+    "collate_structures": "deepmd_like.data.batching",
+    "DatasetWriter": "deepmd_like.data.writer",
+    "SystemInfo": "deepmd_like.data.schema",
+    "FORMAT_NAME": "deepmd_like.data.schema",
+    "FORMAT_VERSION": "deepmd_like.data.schema",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'deepmd_like.data' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))
