@@ -199,6 +199,8 @@ class SlaterJastrow(nn.Module):
         super().__init__()
         self.hf = orbitals
         self.n_up, self.n_down = n_up, n_down
+        self.register_buffer("nuclei", nuclei.clone())
+        self.register_buffer("charges", charges.clone())
         self.jastrow = CuspJastrow(
             nuclei, charges, n_up, n_up + n_down, nucleus_range, electron_range
         )
