@@ -824,7 +824,7 @@ def _load_potential(deck: Deck, device, dtype):
         try:
             models.append(load_model(path, device=device, dtype=dtype))
         except UserError as err:
-            raise UserError(f"{deck.source}: potential.model {path}: {err}") from None
+            raise UserError(f"{deck.source}: potential.model: {err}") from None
         except Exception as err:
             raise UserError(
                 f"{deck.source}: potential.model {path} is not a model file "
