@@ -64,7 +64,9 @@ class Simulation:
         replica; all advance together with one force call per step.
     potential : torch.nn.Module
         A potential (``cutoff``, ``type_map``, ``forward(batch)``); one with
-        ``energy_and_forces(batch, virial)`` is used through it.
+        ``energy_and_forces(batch, virial)`` is used through it, and one with
+        ``uses_half_list = True`` gets each pair once (``half_centers``,
+        ``half_neighbors``, ``half_shifts``) instead of the full list.
     integrator : Integrator
         :class:`VelocityVerlet`, :class:`Langevin`, :class:`Bussi`,
         :class:`NoseHooverChain` or :class:`StochasticCellRescaling`.
@@ -100,7 +102,11 @@ class Simulation:
         self.potential = potential
         self.integrator = integrator
         self.remove_com_motion = bool(remove_com_motion)
-        self.neighbors = VerletList(float(potential.cutoff), skin)
+        self.neighbors = VerletList(
+            float(potential.cutoff),
+            skin,
+            half=bool(getattr(potential, "uses_half_list", False)),
+        )
         self.n_force_calls = 0
         self.force_seconds = 0.0
         self._next_virial = False
@@ -119,9 +125,10 @@ class Simulation:
             state.positions, state.cell, state.pbc, state.structure_index
         )
         batch = state.batch()
-        batch["centers"] = pairs.centers
-        batch["neighbors"] = pairs.neighbors
-        batch["shifts"] = pairs.shifts
+        prefix = "half_" if self.neighbors.half else ""
+        batch[prefix + "centers"] = pairs.centers
+        batch[prefix + "neighbors"] = pairs.neighbors
+        batch[prefix + "shifts"] = pairs.shifts
         out = compute_forces(self.potential, batch, virial=virial or self._next_virial)
         state.forces = out["forces"].to(state.dtype)
         if bool(state.frozen.any()):

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from deepmd_like.nn.cell_list import half_neighbor_list
 from deepmd_like.nn.neighbors import NeighborList, neighbor_list
 
 
@@ -30,13 +31,17 @@ class VerletList:
         The potential's cutoff.
     skin : float, Å
         Extra distance; larger skins rebuild less often but list more pairs.
+    half : bool
+        List every pair once (for pair potentials with analytic forces)
+        instead of the full list of the potential protocol.
     """
 
-    def __init__(self, cutoff: float, skin: float) -> None:
+    def __init__(self, cutoff: float, skin: float, half: bool = False) -> None:
         if skin < 0:
             raise ValueError(f"the neighbour-list skin must be >= 0, got {skin}")
         self.cutoff = float(cutoff)
         self.skin = float(skin)
+        self.half = bool(half)
         self.pairs: NeighborList | None = None
         self.reference_positions: torch.Tensor | None = None
         self.reference_cell: torch.Tensor | None = None
@@ -55,14 +60,21 @@ class VerletList:
         structure_index: torch.Tensor,
     ) -> NeighborList:
         """Build the list afresh at these positions and cells."""
-        self.pairs = neighbor_list(
-            positions,
-            cell,
-            pbc,
-            structure_index,
-            self.list_cutoff,
-            n_structures=cell.shape[0],
-        )
+        if self.half:
+            self.pairs = NeighborList(
+                *half_neighbor_list(
+                    positions, cell, pbc, structure_index, self.list_cutoff
+                )
+            )
+        else:
+            self.pairs = neighbor_list(
+                positions,
+                cell,
+                pbc,
+                structure_index,
+                self.list_cutoff,
+                n_structures=cell.shape[0],
+            )
         self.reference_positions = positions.detach().clone()
         self.reference_cell = cell.detach().clone()
         self._pbc = pbc

@@ -26,10 +26,15 @@ from dataclasses import dataclass
 import torch
 
 from deepmd_like.errors import UserError
+from deepmd_like.nn import cell_list
 
 # Above this many candidate pair distances per image batch, images are
 # processed in smaller groups to bound memory.
 _MAX_CANDIDATES = 4_000_000
+
+# Structures with at least this many atoms use the cell list
+# (deepmd_like.nn.cell_list) where their cell allows it; same result.
+CELL_LIST_MIN_ATOMS = 256
 
 
 @dataclass
@@ -176,14 +181,24 @@ def neighbor_list(
         pbc = pbc.to(torch.bool)
         centers, neighbors, shifts = [], [], []
         order = torch.arange(positions.shape[0], device=device)
+        already_sorted = True
         for s in range(n_structures):
             members = order[structure_index == s]
             if members.numel() == 0:
                 continue
             _check_cell(cell[s], pbc[s], s)
-            i, j, shift = _structure_pairs(
-                positions[members], cell[s], pbc[s], float(cutoff)
-            )
+            if members.numel() >= CELL_LIST_MIN_ATOMS and cell_list.applicable(
+                cell[s], pbc[s], float(cutoff)
+            ):
+                # Sorted by centre and neighbour, like the sort below.
+                i, j, shift = cell_list.structure_pairs(
+                    positions[members], cell[s], pbc[s], float(cutoff)
+                )
+            else:
+                already_sorted = False
+                i, j, shift = _structure_pairs(
+                    positions[members], cell[s], pbc[s], float(cutoff)
+                )
             centers.append(members[i])
             neighbors.append(members[j])
             shifts.append(shift)
@@ -195,6 +210,8 @@ def neighbor_list(
         centers_t = torch.cat(centers)
         neighbors_t = torch.cat(neighbors)
         shifts_t = torch.cat(shifts)
+        if already_sorted:
+            return NeighborList(centers_t, neighbors_t, shifts_t)
         key = torch.stack(
             [centers_t.to(shifts_t.dtype), neighbors_t.to(shifts_t.dtype)], 1
         )

@@ -1,0 +1,295 @@
+"""Cell-list neighbour search for large structures.
+
+Atoms are sorted into bins at least one cutoff wide, so each atom's
+neighbours lie in its own bin and the 26 around it: the work grows with the
+number of atoms, not its square. The result is the same full list, in the
+same order (centre, then neighbour), as the brute-force image search of
+:mod:`deepmd_like.nn.neighbors`, which dispatches here for large structures.
+
+Periodic structures need at least three bins along every lattice direction
+(every plane spacing at least three cutoffs), so that the 27 bins around an
+atom are distinct and every pair appears once; structures without a box are
+binned in their Cartesian bounding box. Smaller or partly periodic cells go
+to the brute-force search.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+# Candidate pairs examined at once (bounds the memory of one chunk).
+_CHUNK_CANDIDATES = 4_000_000
+
+# The bin itself, then the 13 offsets of (-1, 0, 1)^3 that are
+# lexicographically positive (the other 13 are their opposites).
+_HALF_STENCIL = torch.tensor(
+    [(0, 0, 0)]
+    + [
+        (a, b, c)
+        for a in (-1, 0, 1)
+        for b in (-1, 0, 1)
+        for c in (-1, 0, 1)
+        if (a, b, c) > (0, 0, 0)
+    ]
+)
+
+
+def _bins_per_direction(
+    cell: torch.Tensor, pbc: torch.Tensor, cutoff: float
+) -> list[int] | None:
+    """Bins along each lattice vector of a fully periodic cell, or None."""
+    if not bool(pbc.all()):
+        return None
+    reciprocal = torch.linalg.inv(cell.to(torch.float64)).T
+    spacing = 1.0 / reciprocal.norm(dim=1)  # distances between lattice planes
+    counts = [int(math.floor(float(d) / cutoff)) for d in spacing]
+    return counts if min(counts) >= 3 else None
+
+
+def applicable(cell: torch.Tensor, pbc: torch.Tensor, cutoff: float) -> bool:
+    """Whether a structure can be searched with a cell list.
+
+    Parameters
+    ----------
+    cell : (3, 3) float, Å
+    pbc : (3,) bool
+    cutoff : float, Å
+    """
+    if not bool(pbc.any()):
+        return True
+    return _bins_per_direction(cell, pbc, cutoff) is not None
+
+
+def structure_pairs(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    pbc: torch.Tensor,
+    cutoff: float,
+    half: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All pairs closer than ``cutoff`` in one structure, by cell list.
+
+    Parameters
+    ----------
+    positions : (n_atoms, 3) float, Å
+        Unwrapped positions.
+    cell : (3, 3) float, Å
+    pbc : (3,) bool
+        All True, or all False (no box).
+    cutoff : float, Å
+    half : bool
+        Return each pair once, in no particular (but reproducible) order,
+        instead of the sorted full list.
+
+    Returns
+    -------
+    centers, neighbors : (n_pairs,) int64
+        Sorted by centre, then neighbour (each pair once per direction),
+        unless ``half``.
+    shifts : (n_pairs, 3) float
+        Integer lattice translations of the neighbour.
+    """
+    dtype, device = positions.dtype, positions.device
+    n_atoms = positions.shape[0]
+    periodic = bool(pbc.any())
+    if periodic:
+        counts = _bins_per_direction(cell, pbc, cutoff)
+        if counts is None:
+            raise ValueError(
+                "cell list needs a fully periodic cell at least three cutoffs "
+                "wide in every direction"
+            )
+        fractional = positions @ torch.linalg.inv(cell)
+        offsets = torch.floor(fractional)
+        wrapped_fractional = fractional - offsets
+        wrapped = positions - offsets @ cell
+        n_bins = torch.tensor(counts, device=device)
+        coords = torch.floor(wrapped_fractional * n_bins.to(dtype)).long()
+    else:
+        lower = positions.min(0).values
+        extent = positions.max(0).values - lower
+        n_bins = torch.clamp(torch.floor(extent / cutoff).long(), min=1)
+        offsets = torch.zeros_like(positions)
+        wrapped = positions
+        coords = torch.floor((positions - lower) / cutoff).long()
+    coords = torch.minimum(coords.clamp(min=0), n_bins - 1)
+
+    # Sort atoms into a padded table (n_bins, max_per_bin).
+    one = torch.ones_like(n_bins[0])
+    strides = torch.stack([n_bins[1] * n_bins[2], n_bins[2], one])
+    linear = (coords * strides).sum(1)
+    total_bins = int(n_bins.prod())
+    order = torch.argsort(linear, stable=True)
+    per_bin = torch.bincount(linear, minlength=total_bins)
+    starts = torch.cumsum(per_bin, 0) - per_bin
+    width = int(per_bin.max())
+    rank = torch.arange(n_atoms, device=device) - starts[linear[order]]
+    table = torch.full((total_bins + 1, width), -1, dtype=torch.long, device=device)
+    table[linear[order], rank] = order  # the last row stays empty
+
+    # For every bin, itself and 13 of its 26 neighbour bins (one of each
+    # opposite pair), with the lattice image each lies in: every pair of
+    # atoms in different bins is met once and mirrored.
+    stencil = _HALF_STENCIL.to(device)
+    n_stencil = stencil.shape[0]
+    bin_coords = torch.stack(
+        torch.meshgrid(
+            *[torch.arange(int(n), device=device) for n in n_bins], indexing="ij"
+        ),
+        -1,
+    ).reshape(-1, 3)
+    near = bin_coords[:, None, :] + stencil[None]  # [n_bins, 14, 3]
+    if periodic:
+        image = torch.div(near, n_bins, rounding_mode="floor")
+        near_bins = ((near - image * n_bins) * strides).sum(-1)
+        image_f = image.to(dtype)
+        translation = image_f @ cell  # [n_bins, 14, 3]
+    else:
+        image_f = torch.zeros(near.shape, dtype=dtype, device=device)
+        outside = ((near < 0) | (near >= n_bins)).any(-1)
+        near_bins = torch.where(outside, total_bins, (near * strides).sum(-1))
+        translation = image_f
+    image_code = ((image_f.reshape(-1, 3).long() + 1) * torch.tensor(
+        [9, 3, 1], device=device
+    )).sum(1)
+    translation_flat = translation.reshape(-1, 3)
+
+    # Screen candidates with a batched matrix product on coordinates taken
+    # relative to each bin's first atom (small numbers, little round-off);
+    # the few within round-off of the cutoff are decided exactly.
+    cutoff_sq = cutoff * cutoff
+    margin = 1e-9 * max(cutoff_sq, 1.0)
+    per_chunk = max(1, _CHUNK_CANDIDATES // (n_stencil * width * width))
+    padded = torch.cat([wrapped, wrapped.new_zeros(1, 3)])  # row -1: padding
+    slot_in_own = torch.arange(width, device=device)
+    keys = []
+    for first in range(0, total_bins, per_chunk):
+        bins = torch.arange(first, min(first + per_chunk, total_bins), device=device)
+        own = table[bins]  # [chunk, width]
+        other = table[near_bins[bins]].reshape(len(bins), -1)  # [chunk, 14*width]
+        origin = padded[own[:, 0]][:, None, :]  # [chunk, 1, 3]
+        a = padded[own] - origin
+        b = (
+            padded[table[near_bins[bins]]] + translation[bins][:, :, None, :]
+        ).reshape(len(bins), -1, 3) - origin
+        dist_sq = torch.bmm(a * -2.0, b.transpose(1, 2))  # [chunk, width, 14*width]
+        dist_sq += (b * b).sum(-1)[:, None, :]
+        dist_sq += (a * a).sum(-1)[:, :, None]
+        candidate = dist_sq < cutoff_sq + margin
+        candidate &= (own >= 0)[:, :, None]
+        candidate &= (other >= 0)[:, None, :]
+        # In the bin itself keep i != j (both orders are met there), or one
+        # order only for a half list.
+        if half:
+            distinct = slot_in_own[:, None] < slot_in_own[None, :]
+        else:
+            distinct = slot_in_own[:, None] != slot_in_own[None, :]
+        candidate[:, :, :width] &= distinct
+
+        # Flat indices: 2-D advanced indexing is much slower than 1-D.
+        flat = torch.nonzero(candidate.reshape(-1)).squeeze(1)
+        n_other = other.shape[1]
+        row = flat // n_other  # chunk_bin * width + slot
+        column = flat - row * n_other
+        i = own.reshape(-1)[row]
+        j = other.reshape(-1)[column + (row // width) * n_other]
+        which = bins[row // width] * n_stencil + column // width
+        near_cut = (dist_sq.reshape(-1)[flat] - cutoff_sq).abs() <= margin
+        if bool(near_cut.any()):
+            delta = wrapped[j] - wrapped[i] + translation_flat[which]
+            exact = (delta * delta).sum(-1) < cutoff_sq
+            keep = ~near_cut | exact
+            i, j, which = i[keep], j[keep], which[keep]
+        # Encode each pair as one integer (centre, neighbour, image) so that
+        # a single sort of integers orders the list with no gathers.
+        code = image_code[which]
+        keys.append((i * n_atoms + j) * 27 + code)
+        if not half:
+            mirrored = which % n_stencil != 0
+            mirror_code = 26 - code[mirrored]
+            keys.append((j[mirrored] * n_atoms + i[mirrored]) * 27 + mirror_code)
+
+    key = torch.cat(keys)
+    if not half:
+        key = torch.sort(key).values
+    code = key % 27
+    pair = key // 27
+    i = pair // n_atoms
+    j = pair - i * n_atoms
+    digits = torch.stack([code // 9, (code // 3) % 3, code % 3], 1)
+    shift = (digits - 1).to(dtype)
+    if periodic and bool(offsets.any()):
+        # Back to the caller's unwrapped coordinates.
+        shift = shift - offsets.index_select(0, j) + offsets.index_select(0, i)
+    return i, j, shift
+
+
+def half_pairs_of(
+    centers: torch.Tensor, neighbors: torch.Tensor, shifts: torch.Tensor
+) -> torch.Tensor:
+    """Indices of one of the two copies of every pair of a full list.
+
+    Keeps ``i < j``; for an atom paired with its own image, the shift whose
+    first non-zero component is positive.
+    """
+    first = torch.where(
+        shifts[:, 0] != 0,
+        shifts[:, 0],
+        torch.where(shifts[:, 1] != 0, shifts[:, 1], shifts[:, 2]),
+    )
+    keep = (centers < neighbors) | ((centers == neighbors) & (first > 0))
+    return torch.nonzero(keep).squeeze(1)
+
+
+def half_neighbor_list(
+    positions: torch.Tensor,
+    cell: torch.Tensor,
+    pbc: torch.Tensor,
+    structure_index: torch.Tensor,
+    cutoff: float,
+    n_structures: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Every pair closer than ``cutoff`` once: ``(centers, neighbors, shifts)``.
+
+    Same arguments as :func:`deepmd_like.nn.neighbors.neighbor_list`. Large
+    structures use the cell list; the others the full list, halved. For
+    pair potentials with analytic forces, which need each pair only once.
+    """
+    from deepmd_like.nn.neighbors import CELL_LIST_MIN_ATOMS, neighbor_list
+
+    n_structures = cell.shape[0] if n_structures is None else n_structures
+    device = positions.device
+    parts_i, parts_j, parts_s = [], [], []
+    order = torch.arange(positions.shape[0], device=device)
+    with torch.no_grad():
+        positions = positions.detach()
+        cell = cell.detach().to(positions.dtype)
+        for s in range(n_structures):
+            members = order[structure_index == s]
+            if members.numel() == 0:
+                continue
+            if members.numel() >= CELL_LIST_MIN_ATOMS and applicable(
+                cell[s], pbc[s], float(cutoff)
+            ):
+                i, j, shift = structure_pairs(
+                    positions[members], cell[s], pbc[s], float(cutoff), half=True
+                )
+            else:
+                full = neighbor_list(
+                    positions[members],
+                    cell[s : s + 1],
+                    pbc[s : s + 1],
+                    torch.zeros_like(members),
+                    float(cutoff),
+                )
+                keep = half_pairs_of(full.centers, full.neighbors, full.shifts)
+                i, j, shift = full.centers[keep], full.neighbors[keep], full.shifts[keep]
+            parts_i.append(members[i])
+            parts_j.append(members[j])
+            parts_s.append(shift)
+    if not parts_i:
+        empty = torch.zeros(0, dtype=torch.long, device=device)
+        return empty, empty.clone(), torch.zeros(0, 3, dtype=positions.dtype, device=device)
+    return torch.cat(parts_i), torch.cat(parts_j), torch.cat(parts_s)
