@@ -73,10 +73,6 @@ class DescriptorSeE2a(nn.Module):
         self.n_filters = int(neuron[-1])
         self.register_buffer("davg", torch.zeros(n_types, 4, dtype=dtype))
         self.register_buffer("dstd", torch.ones(n_types, 4, dtype=dtype))
-        slot_type = torch.repeat_interleave(
-            torch.arange(n_types), torch.tensor(self.sel, dtype=torch.long)
-        )
-        self.register_buffer("slot_type", slot_type, persistent=False)
         if type_neuron:
             self.embedding: nn.Module = SharedEmbedding(
                 n_types, neuron, type_one_side, type_neuron, resnet_dt, activation,
@@ -109,7 +105,7 @@ class DescriptorSeE2a(nn.Module):
         rij: torch.Tensor,
         centers: torch.Tensor,
         neighbors: torch.Tensor,
-        slot: torch.Tensor,
+        rank: torch.Tensor,
         types: torch.Tensor,
     ) -> torch.Tensor:
         """Descriptors of all atoms.
@@ -117,10 +113,10 @@ class DescriptorSeE2a(nn.Module):
         Parameters
         ----------
         rij : (n_pairs, 3) float, Å
-            Vectors of the kept pairs (each with a slot).
+            Vectors of the kept pairs, sorted by centre and neighbour type.
         centers, neighbors : (n_pairs,) int64
-        slot : (n_pairs,) int64
-            Flat slot index ``center * n_slots + slot_in_row``.
+        rank : (n_pairs,) int64
+            Slot of each pair among its centre's neighbours of the same type.
         types : (n_atoms,) int64
             Type index of every atom.
 
@@ -134,27 +130,33 @@ class DescriptorSeE2a(nn.Module):
         type_j = types[neighbors]
         rows = self.normalised_rows(rij, type_i)  # [n_pairs, 4]
         pad = self.padding_rows()  # [n_types, 4]
+        pad_of_atom = pad[types]  # [n_atoms, 4]
+        pad_s = pad[:, 0:1].unsqueeze(1)  # [n_types, 1, 1]
+        all_types = torch.arange(n_types, device=types.device)
 
-        # Padded environment matrix, every empty slot holding the padding row.
-        env = pad[types].unsqueeze(1).expand(n_atoms, self.n_slots, 4)
-        env = env.reshape(n_atoms * self.n_slots, 4).index_put((slot,), rows)
-
-        # Filters of empty slots depend only on the centre and slot types.
-        grid = torch.arange(n_types * n_types, device=types.device)
-        grid_i = grid // n_types
-        grid_j = grid % n_types
-        order, values = self.embedding(pad[grid_i, 0:1], grid_i, grid_j)
-        pad_filters = torch.zeros(
-            n_types * n_types, self.n_filters, dtype=values.dtype, device=values.device
-        ).index_put((order,), values)
-        pad_filters = pad_filters.view(n_types, n_types, self.n_filters)
-        filters = pad_filters[types.unsqueeze(1), self.slot_type.unsqueeze(0)]
-        filters = filters.reshape(n_atoms * self.n_slots, self.n_filters)
-        order, values = self.embedding(rows[:, 0:1], type_i, type_j)
-        filters = filters.index_put((slot[order],), values)
-
-        env = env.view(n_atoms, self.n_slots, 4)
-        filters = filters.view(n_atoms, self.n_slots, self.n_filters)
-        t = torch.bmm(env.transpose(1, 2), filters) / self.n_slots  # [n_atoms, 4, M]
+        # Each neighbour type is one dense block of n_max slots per atom
+        # (n_max = the most such neighbours any atom has); the remaining
+        # sel - n_max empty slots all hold the padding row and add up to
+        # (sel - n_max) * pad_row x G(pad_s), computed once per centre type.
+        t = torch.zeros(n_atoms, 4, self.n_filters, dtype=rows.dtype,
+                        device=rows.device)
+        for tj in range(n_types):
+            in_block = torch.nonzero(type_j == tj).squeeze(-1)
+            block_rank = rank.index_select(0, in_block)
+            n_max = int(block_rank.max()) + 1 if in_block.shape[0] > 0 else 0
+            if n_max > 0:
+                env = pad_of_atom.unsqueeze(1).expand(n_atoms, n_max, 4)
+                index = centers.index_select(0, in_block) * n_max + block_rank
+                env = env.reshape(n_atoms * n_max, 4).index_put(
+                    (index,), rows.index_select(0, in_block)
+                ).view(n_atoms, n_max, 4)
+                filters = self.embedding(env[:, :, 0:1], types, tj)
+                t = t + torch.bmm(env.transpose(1, 2), filters)
+            n_empty = self.sel[tj] - n_max
+            if n_empty > 0:
+                empty = self.embedding(pad_s, all_types, tj)  # [n_types, 1, M]
+                outer = pad.unsqueeze(2) * empty  # [n_types, 4, M]
+                t = t + n_empty * outer[types]
+        t = t / self.n_slots  # [n_atoms, 4, M]
         d = torch.bmm(t.transpose(1, 2), t[:, :, : self.axis_neuron])
         return d.reshape(n_atoms, self.dim_out)

@@ -11,9 +11,9 @@ and compression need not know which is used):
 - :class:`~deepmd_like.nn.tabulate.TabulatedEmbedding`: piecewise quintic
   tables of either, for fast inference.
 
-``forward(s, type_i, type_j)`` returns ``(order, values)``: the rows of ``G``
-for the pairs ``order`` (a permutation of the input pairs, grouped as is
-convenient), so the caller scatters them once.
+``forward(s, center_types, neighbor_type)`` maps a dense block of the
+radial entries of one neighbour type, ``s`` of shape (n_atoms, n, 1), to
+filters (n_atoms, n, M).
 """
 
 from __future__ import annotations
@@ -73,34 +73,34 @@ class TypedEmbedding(nn.Module):
         return torch.zeros(0, 0, dtype=dtype, device=device)
 
     def forward(
-        self, s: torch.Tensor, type_i: torch.Tensor, type_j: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Filters of pairs.
+        self, s: torch.Tensor, center_types: torch.Tensor, neighbor_type: int
+    ) -> torch.Tensor:
+        """Filters of a block of neighbours of one type.
 
         Parameters
         ----------
-        s : (n_pairs, 1) float
-            Normalised radial entry of each pair.
-        type_i, type_j : (n_pairs,) int64
-            Types of the centre and of the neighbour.
+        s : (n_atoms, n, 1) float
+            Normalised radial entries.
+        center_types : (n_atoms,) int64
+            Type of each row's central atom.
+        neighbor_type : int
+            Type of every neighbour in the block.
 
         Returns
         -------
-        order : (n_pairs,) int64
-        values : (n_pairs, M) float
-            ``values[k]`` belongs to pair ``order[k]``.
+        (n_atoms, n, M) float
         """
-        orders: List[torch.Tensor] = []
-        values: List[torch.Tensor] = []
+        n_atoms, n = s.shape[0], s.shape[1]
+        if self.type_one_side:
+            for k, net in enumerate(self.nets):
+                if k == neighbor_type:
+                    return net(s)
+        out = torch.zeros(n_atoms, n, self.n_out, dtype=s.dtype, device=s.device)
         for k, net in enumerate(self.nets):
-            if self.type_one_side:
-                mask = type_j == k
-            else:
-                mask = (type_i == k // self.n_types) & (type_j == k % self.n_types)
-            index = torch.nonzero(mask).squeeze(-1)
-            orders.append(index)
-            values.append(net(s.index_select(0, index)))
-        return torch.cat(orders), torch.cat(values)
+            if k % self.n_types == neighbor_type:
+                rows = torch.nonzero(center_types == k // self.n_types).squeeze(-1)
+                out = out.index_put((rows,), net(s.index_select(0, rows)))
+        return out
 
 
 class SharedEmbedding(nn.Module):
@@ -149,12 +149,13 @@ class SharedEmbedding(nn.Module):
         return self.type_net(eye)
 
     def forward(
-        self, s: torch.Tensor, type_i: torch.Tensor, type_j: torch.Tensor
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        self, s: torch.Tensor, center_types: torch.Tensor, neighbor_type: int
+    ) -> torch.Tensor:
+        n_atoms, n = s.shape[0], s.shape[1]
         vectors = self.type_vectors(s.dtype, s.device)
-        if self.type_one_side:
-            x = torch.cat([s, vectors[type_j]], dim=-1)
-        else:
-            x = torch.cat([s, vectors[type_j], vectors[type_i]], dim=-1)
-        order = torch.arange(s.shape[0], device=s.device)
-        return order, self.net(x)
+        parts = [s, vectors[neighbor_type].expand(n_atoms, n, self.type_width)]
+        if not self.type_one_side:
+            parts.append(
+                vectors[center_types].unsqueeze(1).expand(n_atoms, n, self.type_width)
+            )
+        return self.net(torch.cat(parts, dim=-1))

@@ -51,7 +51,7 @@ def select_neighbors(
     rcut: float,
     sel: List[int],
 ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Assign the pairs within ``rcut`` to padded slots, nearest first.
+    """Rank the pairs within ``rcut`` by distance per centre and neighbour type.
 
     Parameters
     ----------
@@ -70,46 +70,40 @@ def select_neighbors(
     Returns
     -------
     kept : (n_kept,) int64
-        Indices into the pairs of those that got a slot, sorted by centre,
-        neighbour type and distance.
-    slot : (n_kept,) int64
-        Flat slot ``center * sum(sel) + offset[type] + rank``.
+        Indices into the pairs of those within ``rcut`` that fit into
+        ``sel``, sorted by centre, neighbour type and distance.
+    rank : (n_kept,) int64
+        Position of each kept pair among its centre's neighbours of the same
+        type (0 = nearest); always below ``sel[type]``.
     dropped : (2,) int64
         Pairs within ``rcut`` that found no slot, and atoms that lost any.
     """
     n_types = len(sel)
-    n_slots = 0
-    for n in sel:
-        n_slots += n
     device = rij.device
     with torch.no_grad():
         distance = torch.linalg.vector_norm(rij.detach(), dim=-1)
         within = torch.nonzero(distance < rcut).squeeze(-1)
-        distance = distance[within]
-        # Sort by distance, then (stably) by centre and neighbour type.
-        order = torch.argsort(distance)
-        within = within[order]
+        # One integer key orders by centre, neighbour type and distance
+        # (resolved to rcut / 2^24, ties in original order).
         group = centers[within] * n_types + neighbor_types[within]
-        group_sorted, order = torch.sort(group, stable=True)
+        ticks = (distance[within] * (16777215.0 / rcut)).to(torch.long)
+        key = group * 16777216 + ticks
+        key, order = torch.sort(key, stable=True)
         within = within[order]
+        group = key // 16777216
 
-        counts = torch.bincount(group_sorted, minlength=n_atoms * n_types)
+        counts = torch.bincount(group, minlength=n_atoms * n_types)
         starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(within.shape[0], device=device) - starts[group_sorted]
+        rank = torch.arange(within.shape[0], device=device) - starts[group]
         sel_t = torch.tensor(sel, dtype=torch.long, device=device)
-        offset = torch.cumsum(sel_t, 0) - sel_t
-        type_j = group_sorted % n_types
-        fits = rank < sel_t[type_j]
-        center = group_sorted // n_types
-        slot = center * n_slots + offset[type_j] + rank
+        fits = rank < sel_t[group % n_types]
 
         lost = ~fits
-        n_lost_pairs = lost.sum()
         lost_atoms = torch.zeros(n_atoms, dtype=torch.bool, device=device)
-        lost_atoms[center[lost]] = True
-        dropped = torch.stack([n_lost_pairs, lost_atoms.sum()])
+        lost_atoms[group[lost] // n_types] = True
+        dropped = torch.stack([lost.sum(), lost_atoms.sum()])
         keep = torch.nonzero(fits).squeeze(-1)
-    return within[keep], slot[keep], dropped
+    return within[keep], rank[keep], dropped
 
 
 def environment_rows(

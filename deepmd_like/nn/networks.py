@@ -104,16 +104,20 @@ class DenseLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.n_in == 1:
             # A rank-one product is cheaper as a broadcast than as a matmul.
-            y = x * self.weight + self.bias
+            y = x * self.weight[0] + self.bias
         else:
-            y = torch.addmm(self.bias, x, self.weight)
+            y = torch.addmm(self.bias, x.reshape(-1, self.n_in), self.weight)
+            y = y.view(list(x.shape[:-1]) + [self.n_out])
         y = _activate(y, self.activation)
         if self.use_dt:
             y = y * self.dt
         if self.shortcut == 1:
             y = y + x
         elif self.shortcut == 2:
-            y = y + torch.cat([x, x], dim=-1)
+            # Same as y + cat([x, x]) without building the concatenation.
+            shape = list(y.shape)
+            half = list(x.shape[:-1]) + [2, self.n_in]
+            y = (y.view(half) + x.unsqueeze(-2)).view(shape)
         return y
 
 
