@@ -116,7 +116,8 @@ class DatasetWriter:
             with h5py.File(target, "w", locking=False) as h5:
                 for key, value in ROOT_ATTRS.items():
                     h5.attrs[key] = value
-                h5.create_group(SYSTEMS)
+                # Systems are listed in the order they were added.
+                h5.create_group(SYSTEMS, track_order=True)
 
         if self.journal:
             with atomic_path(self.path, suffix=".h5") as tmp:

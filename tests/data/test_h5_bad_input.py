@@ -1,0 +1,146 @@
+"""Bad input: one clear line, exit 2, no traceback, no partial output."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from deepmd_like.cli import main
+from deepmd_like.data.convert import convert
+
+from conftest import write_deepmd_system
+
+
+def _deepmd(tmp, **changes):
+    rng = np.random.default_rng(3)
+    arrays = {
+        "types": [0, 1, 1], "type_map": ["O", "H"],
+        "coord": rng.uniform(0, 3, (4, 9)), "energy": rng.normal(-10, 1, 4),
+        "force": rng.normal(0, 1, (4, 9)), "box": np.tile(np.eye(3).ravel() * 4, (4, 1)),
+    }
+    arrays.update(changes)
+    return write_deepmd_system(tmp / "src" / "mol", **arrays)
+
+
+def _good_h5(tmp):
+    _deepmd(tmp)
+    path = tmp / "good.h5"
+    convert([tmp / "src"], path)
+    return path
+
+
+def _edit(path, action):
+    with h5py.File(path, "r+") as h5:
+        action(h5)
+    return path
+
+
+def case_missing_file(tmp):
+    return ["data", "info", str(tmp / "nope.h5")], "nope.h5: no such file"
+
+
+def case_not_hdf5(tmp):
+    path = tmp / "text.h5"
+    path.write_text("not hdf5\n")
+    return ["data", "info", str(path)], "not an HDF5 file"
+
+
+def case_no_format_attribute(tmp):
+    path = tmp / "plain.h5"
+    with h5py.File(path, "w") as h5:
+        h5["x"] = [1.0]
+    return ["data", "check", str(path)], "not a deepmd_like dataset"
+
+
+def case_newer_version(tmp):
+    path = _edit(_good_h5(tmp), lambda h5: h5.attrs.__setitem__("version", 2))
+    return ["data", "info", str(path)], "format version 2 is newer"
+
+
+def case_missing_energy(tmp):
+    path = _edit(_good_h5(tmp), lambda h5: h5["systems/mol"].__delitem__("energy"))
+    return ["data", "info", str(path)], "system 'mol': required dataset 'energy' is missing"
+
+
+def case_nan_forces_in_source(tmp):
+    force = np.random.default_rng(0).normal(0, 1, (4, 9))
+    force[2, 4] = np.nan  # atom 1
+    _deepmd(tmp, force=force)
+    return (["data", "convert", str(tmp / "src"), "-o", str(tmp / "out.h5")],
+            "system 'mol' frame 2: non-finite forces on atoms [1]")
+
+
+def case_nan_forces_in_file(tmp):
+    def poison(h5):
+        forces = h5["systems/mol/forces"]
+        value = forces[1]
+        value[2, 0] = np.nan
+        forces[1] = value
+
+    path = _edit(_good_h5(tmp), poison)
+    return ["data", "info", str(path)], "system 'mol' frame 1: non-finite forces on atoms [2]"
+
+
+def case_length_mismatch(tmp):
+    _deepmd(tmp, types=[0, 1])  # 2 atoms in type.raw, 3 in coord.npy
+    return (["data", "convert", str(tmp / "src"), "-o", str(tmp / "out.h5")],
+            "expected (n_frames, 6) for 2 atoms in type.raw")
+
+
+def case_length_mismatch_in_file(tmp):
+    def shorten(h5):
+        del h5["systems/mol/atomic_numbers"]
+        h5["systems/mol/atomic_numbers"] = np.array([8, 1])
+
+    path = _edit(_good_h5(tmp), shorten)
+    return ["data", "info", str(path)], "positions have shape (4, 3, 3), expected (n_frames, 2, 3)"
+
+
+def case_unknown_unit(tmp):
+    _deepmd(tmp)
+    return (["data", "convert", str(tmp / "src"), "-o", str(tmp / "out.h5"),
+             "--energy-unit", "furlong"], "unknown energy unit 'furlong'")
+
+
+def case_extxyz_without_energy(tmp):
+    path = tmp / "no_energy.xyz"
+    path.write_text(
+        "2\nProperties=species:S:1:pos:R:3 pbc=\"F F F\"\nH 0 0 0\nH 0 0 0.74\n"
+    )
+    return (["data", "convert", str(path), "-o", str(tmp / "out.h5")],
+            "no energy in any frame")
+
+
+def case_overwrite_refused(tmp):
+    _deepmd(tmp)
+    out = tmp / "exists.h5"
+    out.write_text("precious")
+    return (["data", "convert", str(tmp / "src"), "-o", str(out)],
+            "exists.h5 already exists; pass --overwrite")
+
+
+CASES = [
+    case_missing_file, case_not_hdf5, case_no_format_attribute, case_newer_version,
+    case_missing_energy, case_nan_forces_in_source, case_nan_forces_in_file,
+    case_length_mismatch, case_length_mismatch_in_file, case_unknown_unit,
+    case_extxyz_without_energy, case_overwrite_refused,
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.__name__[5:])
+def test_bad_input(tmp_path, capsys, case):
+    argv, expected = case(tmp_path)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    capsys.readouterr()
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith("dpl data: error: ")
+    assert expected in lines[0]
+    assert "Traceback" not in captured.err + captured.out
+    # No output and no temporary left behind; existing files untouched.
+    after = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    assert after == before
