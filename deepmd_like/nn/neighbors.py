@@ -112,29 +112,39 @@ def _structure_pairs(
 
     per_group = max(1, _MAX_CANDIDATES // max(1, n_atoms * n_atoms))
     cutoff_sq = cutoff * cutoff
-    found_i, found_j, found_shift = [], [], []
+    norm_sq = (wrapped * wrapped).sum(-1)
+    # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b by one matrix product per image
+    # selects candidates; a margin covers its rounding error, and the
+    # candidates are then checked with exact differences.
+    scale = cutoff_sq + float(norm_sq.max()) + float((translations**2).sum(-1).max())
+    margin = max(1e-9, 100 * torch.finfo(dtype).eps) * scale
+    found_i, found_j, found_image = [], [], []
     for start in range(0, images.shape[0], per_group):
-        group = slice(start, start + per_group)
-        # (n_images, n_atoms_i, n_atoms_j, 3)
-        delta = (
-            wrapped[None, None, :, :]
-            - wrapped[None, :, None, :]
-            + translations[group, None, None, :]
-        )
-        dist_sq = (delta * delta).sum(-1)
-        within = dist_sq < cutoff_sq
-        is_origin = (images[group] == 0).all(-1)
-        if bool(is_origin.any()):
-            eye = torch.eye(n_atoms, dtype=torch.bool, device=device)
-            within[is_origin] &= ~eye
-        image_idx, i, j = torch.nonzero(within, as_tuple=True)
-        found_i.append(i)
-        found_j.append(j)
-        found_shift.append(images[group][image_idx])
+        shifted = wrapped[None, :, :] + translations[start : start + per_group, None]
+        dist_sq = (
+            norm_sq[None, :, None]
+            + (shifted * shifted).sum(-1)[:, None, :]
+            - 2.0 * torch.matmul(wrapped, shifted.transpose(1, 2))
+        )  # [n_images, n_atoms_i, n_atoms_j]
+        image_idx, i, j = torch.nonzero(dist_sq < cutoff_sq + margin, as_tuple=True)
+        image_idx = image_idx + start
+        delta = wrapped[j] + translations[image_idx] - wrapped[i]
+        exact = (delta * delta).sum(-1)
+        is_self = (i == j) & (images[image_idx] == 0).all(-1)
+        keep = (exact < cutoff_sq) & ~is_self
+        found_i.append(i[keep])
+        found_j.append(j[keep])
+        found_image.append(image_idx[keep])
 
     i = torch.cat(found_i)
     j = torch.cat(found_j)
-    image = torch.cat(found_shift)
+    image_idx = torch.cat(found_image)
+    # Sort by centre, neighbour and image; for a given pair the shift below
+    # differs from the image by a constant, so this also orders the shifts.
+    key = (i * n_atoms + j) * images.shape[0] + image_idx
+    order = torch.sort(key).indices
+    i, j = i[order], j[order]
+    image = images[image_idx[order]]
     # Translate back to the caller's unwrapped coordinates:
     # r_j - r_i + shift @ cell with shift = image - offset_j + offset_i.
     shift = image - offsets[j] + offsets[i]
@@ -181,7 +191,9 @@ def neighbor_list(
         pbc = pbc.to(torch.bool)
         centers, neighbors, shifts = [], [], []
         order = torch.arange(positions.shape[0], device=device)
-        already_sorted = True
+        # Per-structure lists come sorted; joined in structure order they are
+        # sorted overall when each structure's atoms are contiguous.
+        already_sorted = bool((structure_index[1:] >= structure_index[:-1]).all())
         for s in range(n_structures):
             members = order[structure_index == s]
             if members.numel() == 0:
@@ -195,7 +207,6 @@ def neighbor_list(
                     positions[members], cell[s], pbc[s], float(cutoff)
                 )
             else:
-                already_sorted = False
                 i, j, shift = _structure_pairs(
                     positions[members], cell[s], pbc[s], float(cutoff)
                 )
