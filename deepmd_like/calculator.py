@@ -17,6 +17,14 @@ returned and the models' disagreement is available to any driver as
 largest over atoms of the root-mean-square distance of the models' force
 vectors from their mean), with ``atom_force_deviation`` per atom.
 
+The calculator keeps a Verlet neighbour list with a skin (``skin``, Å)
+between calls, rebuilt only when an atom has moved more than half the skin
+or the cell deformed too much, so an ASE MD loop does not search for
+neighbours at every step. Forces go through the same path as the MD engine
+(:func:`deepmd_like.md.forces.compute_forces`: a potential's analytic
+derivatives where it has them, otherwise the shared autograd
+:func:`deepmd_like.nn.evaluate.evaluate`).
+
 Stress follows ASE: σ = (1/V) ∂E/∂ε with V the volume of the whole cell,
 also for a slab (periodic in two directions), where V includes the vacuum
 along the open direction. A system periodic in no direction has no stress.
@@ -39,6 +47,7 @@ from ase.stress import full_3x3_to_voigt_6_stress
 
 from deepmd_like.errors import UserError
 from deepmd_like.md.ensemble import EnsemblePotential
+from deepmd_like.md.forces import compute_forces
 
 ModelLike = Union[str, os.PathLike, torch.nn.Module]
 
@@ -94,6 +103,9 @@ class DPLCalculator(Calculator):
     dtype : torch.dtype or str, optional
         ``float64`` (default) or ``float32``. An in-memory model is
         converted in place to this type and device.
+    skin : float, Å
+        Skin of the neighbour list kept between calls (0 rebuilds it
+        whenever an atom moves).
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator`.
 
@@ -111,9 +123,15 @@ class DPLCalculator(Calculator):
         model: ModelLike | Sequence[ModelLike],
         device: str | torch.device | None = None,
         dtype: torch.dtype | str | None = None,
+        skin: float = 1.0,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if not skin >= 0:
+            raise UserError(f"skin must be >= 0 Å, got {skin}")
+        self.skin = float(skin)
+        self._neighbors = None
+        self._neighbors_key = None
         self.dtype = _resolve_dtype(dtype)
         models = list(model) if isinstance(model, (list, tuple)) else [model]
         if not models:
@@ -163,6 +181,23 @@ class DPLCalculator(Calculator):
             "n_atoms": torch.tensor([n_atoms], device=self.device),
         }
 
+    def _pairs(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The neighbour list of the batch, reused while it stays valid."""
+        from deepmd_like.md.verlet import VerletList
+
+        key = (int(batch["positions"].shape[0]), tuple(batch["pbc"][0].tolist()))
+        if self._neighbors is None or key != self._neighbors_key:
+            self._neighbors = VerletList(float(self.potential.cutoff), self.skin)
+            self._neighbors_key = key
+        pairs = self._neighbors.update(
+            batch["positions"], batch["cell"], batch["pbc"], batch["structure_index"]
+        )
+        return {
+            "centers": pairs.centers,
+            "neighbors": pairs.neighbors,
+            "shifts": pairs.shifts,
+        }
+
     def calculate(
         self,
         atoms=None,
@@ -180,13 +215,8 @@ class DPLCalculator(Calculator):
             )
         self._check_elements(atoms.get_atomic_numbers())
         batch = self._batch(atoms)
-        if self.is_ensemble:
-            out = self.potential.energy_and_forces(batch, virial=want_stress)
-        else:
-            from deepmd_like.nn.evaluate import evaluate
-
-            with torch.enable_grad():
-                out = evaluate(self.potential, batch, forces=True, virial=want_stress)
+        batch.update(self._pairs(batch))
+        out = compute_forces(self.potential, batch, virial=want_stress)
 
         def numpy(key: str) -> np.ndarray:
             return out[key].detach().to("cpu", torch.float64).numpy()
