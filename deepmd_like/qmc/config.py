@@ -110,6 +110,7 @@ class VMCConfig:
     checkpoint_every: int = 100  # steps between checkpoints
     max_memory_gb: float | None = None  # default: 80% of the machine's memory
     threads: int = 1  # torch intra-op threads
+    device: str = "cpu"  # 'cpu', 'cuda' or 'cuda:N'
 
 
 _CHOICES = {

@@ -183,13 +183,17 @@ class VMCRun:
         self.outdir = Path(outdir)
         self.where = where
         torch.set_num_threads(max(1, config.threads))
+        self.device = _device(config.device, where)
         self.molecule = molecule_from_config(config, where)
         check_memory(config, self.molecule, where)
         self.name = config.system.name or self.molecule.formula()
         self.wavefunction, self.hf_orbitals, self.hf_energy = build_wavefunction(
             config, self.molecule
         )
-        self.generator = torch.Generator().manual_seed(config.seed)
+        self.wavefunction.to(self.device)
+        if self.hf_orbitals is not None:
+            self.hf_orbitals.to(self.device)
+        self.generator = torch.Generator(device=self.device).manual_seed(config.seed)
         self.sampler = MetropolisSampler(
             self.wavefunction,
             self.generator,
@@ -247,7 +251,8 @@ class VMCRun:
         self.stage, self.step = payload["stage"], int(payload["step"])
         self.generator.set_state(payload["generator"])
         if payload["electrons"] is not None:
-            self.state = self.sampler.init(payload["electrons"], payload["step_size"])
+            electrons = payload["electrons"].to(self.device)
+            self.state = self.sampler.init(electrons, payload["step_size"])
         self.train_rows = list(payload["train_rows"])
         self.evaluate_rows = list(payload["evaluate_rows"])
         self.wall_s = dict(payload["wall_s"])
@@ -270,7 +275,8 @@ class VMCRun:
 
     def _initial_state(self) -> SamplerState:
         electrons = initial_walkers(
-            self.molecule, self.config.sampler.n_walkers, self.generator
+            self.molecule, self.config.sampler.n_walkers, self.generator,
+            device=self.device,
         )
         return self.sampler.init(electrons, self.config.sampler.initial_step)
 
@@ -281,7 +287,8 @@ class VMCRun:
             from deepmd_like.qmc.pretrain import pretrain_orbitals
 
             electrons = initial_walkers(
-                self.molecule, self.config.sampler.n_walkers, self.generator
+                self.molecule, self.config.sampler.n_walkers, self.generator,
+                device=self.device,
             )
             losses: list[float] = []
             state = pretrain_orbitals(
@@ -495,6 +502,16 @@ class VMCRun:
         with atomic_path(self.outdir / "trace.png", suffix=".png") as tmp:
             fig.savefig(tmp, dpi=100)
         plt.close(fig)
+
+
+def _device(name: str, where: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"{where}: device {name!r} is not a device name") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{where}: device {name!r} asked for, but no CUDA device")
+    return device
 
 
 def read_checkpoint(path: Path) -> dict:
