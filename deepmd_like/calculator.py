@@ -187,15 +187,20 @@ class DPLCalculator(Calculator):
 
         key = (int(batch["positions"].shape[0]), tuple(batch["pbc"][0].tolist()))
         if self._neighbors is None or key != self._neighbors_key:
-            self._neighbors = VerletList(float(self.potential.cutoff), self.skin)
+            # Pair potentials with analytic forces take each pair once.
+            half = bool(getattr(self.potential, "uses_half_list", False))
+            self._neighbors = VerletList(
+                float(self.potential.cutoff), self.skin, half=half
+            )
             self._neighbors_key = key
         pairs = self._neighbors.update(
             batch["positions"], batch["cell"], batch["pbc"], batch["structure_index"]
         )
+        prefix = "half_" if self._neighbors.half else ""
         return {
-            "centers": pairs.centers,
-            "neighbors": pairs.neighbors,
-            "shifts": pairs.shifts,
+            f"{prefix}centers": pairs.centers,
+            f"{prefix}neighbors": pairs.neighbors,
+            f"{prefix}shifts": pairs.shifts,
         }
 
     def calculate(
