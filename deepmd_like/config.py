@@ -8,8 +8,10 @@ An input file (JSON or YAML) has four sections, as in DeePMD-kit::
     training:       training_data, validation_data, numb_steps, seed,
                     disp_freq, save_freq, ...
 
-Every section loads into a dataclass below; the dataclass fields are the one
-place where defaults live. Keys that start with an underscore (``_comment``)
+Every section loads into a dataclass; the dataclass fields are the one place
+where defaults live. The ``model`` section is the model's own
+:class:`deepmd_like.nn.config.ModelConfig` (its defaults and checks live
+with the model); the other sections are defined here. Keys that start with an underscore (``_comment``)
 are ignored, as DeePMD-kit does. Any other unknown key is an error that names
 its path in the file and suggests the nearest known key. Values are checked
 for type and range here; checks that need the data (a type map missing an
@@ -35,11 +37,10 @@ from pathlib import Path
 from typing import Any, Union
 
 from deepmd_like.errors import UserError
+from deepmd_like.nn.config import ModelConfig
 
 __all__ = [
     "DataConfig",
-    "DescriptorConfig",
-    "FittingConfig",
     "InputConfig",
     "LearningRateConfig",
     "LossConfig",
@@ -49,139 +50,6 @@ __all__ = [
     "load_input",
     "parse_data_reference",
 ]
-
-_PRECISIONS = ("float64", "float32", "default")
-_ACTIVATIONS = ("tanh", "gelu", "relu", "silu", "softplus", "sigmoid", "linear", "none")
-
-
-@dataclass
-class DescriptorConfig:
-    """The ``se_e2_a`` (DeepPot-SE) descriptor."""
-
-    # Only the smooth two-body embedding with full angular information.
-    type: str = "se_e2_a"
-    # Cutoff radius, Å.
-    rcut: float = 6.0
-    # Where the switching function starts to decay from 1/r to 0, Å.
-    rcut_smth: float = 0.5
-    # Maximum neighbours per element (type_map order), or "auto"/"auto:RATIO".
-    sel: Union[list[int], str] = "auto"
-    # Widths of the embedding net's hidden layers.
-    neuron: list[int] = field(default_factory=lambda: [10, 20, 40])
-    # Columns of the embedding matrix kept for the symmetry-preserving product.
-    axis_neuron: int = 4
-    # Time-step-like scale on residual connections of the embedding net.
-    resnet_dt: bool = False
-    # One embedding net per neighbour element (True) or per element pair.
-    type_one_side: bool = False
-    # Activation function of the embedding net.
-    activation_function: str = "tanh"
-    # Floating point precision of the descriptor ("default" means float64).
-    precision: str = "default"
-    # Seed for the weight initialisation (None: from training.seed).
-    seed: Union[int, None] = None
-    # Keep the environment-matrix mean at zero (only the std is fitted).
-    set_davg_zero: bool = False
-    # Whether the descriptor's weights are trained.
-    trainable: bool = True
-
-    def validate(self, path: str) -> None:
-        if self.type != "se_e2_a":
-            raise UserError(
-                f"{path}.type: descriptor {self.type!r} is not supported; "
-                "use \"se_e2_a\""
-            )
-        if not self.rcut > 0:
-            raise UserError(f"{path}.rcut must be positive, got {self.rcut}")
-        if self.rcut_smth < 0:
-            raise UserError(
-                f"{path}.rcut_smth must be zero or positive, got {self.rcut_smth}"
-            )
-        if self.rcut_smth >= self.rcut:
-            raise UserError(
-                f"{path}.rcut_smth ({self.rcut_smth}) must be smaller than "
-                f"{path}.rcut ({self.rcut})"
-            )
-        if isinstance(self.sel, str):
-            auto_sel_ratio(self.sel, f"{path}.sel")
-        elif any(s < 0 for s in self.sel):
-            raise UserError(f"{path}.sel entries must be >= 0, got {self.sel}")
-        _check_widths(self.neuron, f"{path}.neuron")
-        if self.axis_neuron < 1 or (self.neuron and self.axis_neuron > self.neuron[-1]):
-            raise UserError(
-                f"{path}.axis_neuron must be between 1 and the last embedding "
-                f"width {self.neuron[-1] if self.neuron else '?'}, got "
-                f"{self.axis_neuron}"
-            )
-        _check_choice(self.activation_function, _ACTIVATIONS, f"{path}.activation_function")
-        _check_choice(self.precision, _PRECISIONS, f"{path}.precision")
-
-
-@dataclass
-class FittingConfig:
-    """The fitting net: atomic energy from the descriptor, one net per element."""
-
-    # Only energy fitting.
-    type: str = "ener"
-    # Widths of the hidden layers.
-    neuron: list[int] = field(default_factory=lambda: [120, 120, 120])
-    # Time-step-like scale on residual connections.
-    resnet_dt: bool = True
-    # Activation function of the hidden layers.
-    activation_function: str = "tanh"
-    # Floating point precision ("default" means float64).
-    precision: str = "default"
-    # Seed for the weight initialisation (None: from training.seed).
-    seed: Union[int, None] = None
-    # Whether the fitting net's weights are trained.
-    trainable: bool = True
-
-    def validate(self, path: str) -> None:
-        if self.type != "ener":
-            raise UserError(
-                f"{path}.type: fitting {self.type!r} is not supported; use \"ener\""
-            )
-        _check_widths(self.neuron, f"{path}.neuron")
-        _check_choice(self.activation_function, _ACTIVATIONS, f"{path}.activation_function")
-        _check_choice(self.precision, _PRECISIONS, f"{path}.precision")
-
-
-@dataclass
-class ModelConfig:
-    """The whole potential: element list, descriptor and fitting net."""
-
-    # Element symbols; a system's atoms must all be in this list.
-    type_map: list[str] = field(default_factory=list)
-    # The descriptor section.
-    descriptor: DescriptorConfig = field(default_factory=DescriptorConfig)
-    # The fitting-net section.
-    fitting_net: FittingConfig = field(default_factory=FittingConfig)
-    # Batches drawn from the training data for the input statistics.
-    data_stat_nbatch: int = 10
-
-    def validate(self, path: str) -> None:
-        from ase.data import atomic_numbers
-
-        if not self.type_map:
-            raise UserError(f"{path}.type_map is required, e.g. [\"O\", \"H\"]")
-        for i, symbol in enumerate(self.type_map):
-            if symbol not in atomic_numbers or symbol == "X":
-                raise UserError(
-                    f"{path}.type_map[{i}]: {symbol!r} is not an element symbol"
-                )
-        if len(set(self.type_map)) != len(self.type_map):
-            raise UserError(f"{path}.type_map lists an element twice: {self.type_map}")
-        self.descriptor.validate(f"{path}.descriptor")
-        self.fitting_net.validate(f"{path}.fitting_net")
-        sel = self.descriptor.sel
-        if not isinstance(sel, str) and len(sel) != len(self.type_map):
-            raise UserError(
-                f"{path}.descriptor.sel has {len(sel)} entries but "
-                f"{path}.type_map has {len(self.type_map)}; give one maximum "
-                "neighbour count per element, or \"auto\""
-            )
-        if self.data_stat_nbatch < 1:
-            raise UserError(f"{path}.data_stat_nbatch must be >= 1")
 
 
 @dataclass
@@ -331,14 +199,16 @@ class InputConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
     def validate(self) -> None:
-        self.model.validate("model")
         self.learning_rate.validate("learning_rate")
         self.loss.validate("loss")
         self.training.validate("training")
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as plain JSON-compatible data (every default filled)."""
-        return dataclasses.asdict(self)
+        out = {"model": self.model.to_dict()}
+        for name in ("learning_rate", "loss", "training"):
+            out[name] = dataclasses.asdict(getattr(self, name))
+        return out
 
 
 # ---------------------------------------------------------------- helpers
@@ -393,16 +263,6 @@ def auto_sel_ratio(value: str, path: str) -> float:
     )
 
 
-def _check_widths(widths: list[int], path: str) -> None:
-    if not widths or any(w < 1 for w in widths):
-        raise UserError(f"{path} must be a non-empty list of positive widths, got {widths}")
-
-
-def _check_choice(value: str, choices: tuple[str, ...], path: str) -> None:
-    if value not in choices:
-        raise UserError(f"{path} must be one of {', '.join(choices)}; got {value!r}")
-
-
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
@@ -449,6 +309,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
                     f"{path}[{i}] must be {_type_name(item_tp)}, got {item!r}"
                 ) from None
         return out
+    if tp is ModelConfig:
+        raise _Mismatch
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise _Mismatch
@@ -532,6 +394,19 @@ def _normalise_data_section(value: Any, path: str, base: Path) -> Any:
     return value
 
 
+def _without_comments(value: Any) -> Any:
+    """Drop keys starting with ``_`` (DeePMD-kit's ``_comment``) at any depth."""
+    if isinstance(value, dict):
+        return {
+            k: _without_comments(v)
+            for k, v in value.items()
+            if not (isinstance(k, str) and k.startswith("_"))
+        }
+    if isinstance(value, list):
+        return [_without_comments(v) for v in value]
+    return value
+
+
 def config_from_dict(data: dict[str, Any], base_dir: str | Path = ".") -> InputConfig:
     """Build and validate an :class:`InputConfig` from plain data.
 
@@ -555,7 +430,11 @@ def config_from_dict(data: dict[str, Any], base_dir: str | Path = ".") -> InputC
                     training[key], f"training.{key}", base
                 )
         data["training"] = training
+    model = _without_comments(data.pop("model", None))
+    if model is None:
+        raise UserError("the model section is required (type_map, descriptor, ...)")
     config = _build(InputConfig, data, "")
+    config.model = ModelConfig.from_dict(model, where="model")
     if "training" not in data or "training_data" not in data["training"]:
         raise UserError("training.training_data is required (e.g. \"data.h5\")")
     config.validate()

@@ -33,7 +33,7 @@ def set_statistics(
     batches : batches of training structures (model dtype and device).
     energy_shift : (n_types,) eV, in type-map order.
     """
-    model.descriptor.compute_input_stats(batches)
+    model.compute_input_stats(batches)
     model.set_energy_shift(torch.as_tensor(energy_shift, dtype=torch.float64))
 
 

@@ -263,6 +263,8 @@ class Trainer:
             log.info("continuing from %s at step %d", restart, self.step)
         self.restarted = restart_state is not None
         self.dtype = _model_dtype(self.model)
+        # Loss of every step of this process, for tests and diagnostics.
+        self.losses: list[float] = []
 
     # ------------------------------------------------------------- set-up
     @staticmethod
@@ -277,12 +279,10 @@ class Trainer:
         config = copy.deepcopy(self.config)
         sel, _ = resolve_sel(config, self.train_systems)
         config.model.descriptor.sel = sel
-        model_config = config.to_dict()["model"]
+        model_config = config.model.to_dict()
         for section in ("descriptor", "fitting_net"):
             if model_config[section]["seed"] is None:
                 model_config[section]["seed"] = self.seed
-            if model_config[section]["precision"] == "default":
-                model_config[section]["precision"] = "float64"
         return model_config
 
     def _init_model_config(self, state: dict[str, Any], path: Path | None) -> dict:
@@ -388,6 +388,7 @@ class Trainer:
                 loss.backward()
                 self.optimizer.step()
                 self.step += 1
+                self.losses.append(float(loss.detach()))
                 if bar is not None:
                     bar.update(1)
 

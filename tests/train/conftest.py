@@ -19,7 +19,7 @@ def _water(rng: np.random.Generator, n_molecules: int) -> tuple[np.ndarray, np.n
     numbers, positions = [], []
     for m in range(n_molecules):
         shift = np.array([2.9 * m, 0.0, 0.0])
-        positions.append(base + shift + rng.normal(scale=0.08, size=(3, 3)))
+        positions.append(base + shift + rng.normal(scale=0.03, size=(3, 3)))
         numbers += [8, 1, 1]
     return np.array(numbers), np.concatenate(positions)
 
