@@ -108,7 +108,8 @@ def _reference(args, config, molecule, name) -> int:
     from deepmd_like.fileio import atomic_write_text, fresh_run_dir, refuse_overwrite
     from deepmd_like.qmc.hartree_fock import reference_energies
 
-    energies = reference_energies(molecule, config.reference.basis, config.reference.fci)
+    reference = config.reference
+    energies = reference_energies(molecule, reference.basis, reference.fci)
     energies["system"] = name
     if config.system.exact_energy is not None:
         energies["exact"] = config.system.exact_energy
@@ -116,7 +117,9 @@ def _reference(args, config, molecule, name) -> int:
     path = refuse_overwrite(outdir / "reference.json", args.overwrite)
     atomic_write_text(path, json.dumps(energies, indent=2) + "\n")
     shown = ", ".join(
-        f"{k} {v:.6f}" for k, v in energies.items() if k in ("hf", "ccsd_t", "fci", "exact")
+        f"{k} {v:.6f}"
+        for k, v in energies.items()
+        if k in ("hf", "ccsd_t", "fci", "exact")
     )
     print(f"{name} ({config.reference.basis}): {shown} Ha -> {path}")
     return 0

@@ -69,7 +69,9 @@ class FermiNet(nn.Module):
         self.two_layers = nn.ModuleList()
         for layer in range(options.n_layers):
             self.one_layers.append(
-                nn.Linear(3 * width_one + 2 * width_two, options.hidden_one, dtype=dtype)
+                nn.Linear(
+                    3 * width_one + 2 * width_two, options.hidden_one, dtype=dtype
+                )
             )
             # The last layer's two-electron output would feed nothing.
             if layer < options.n_layers - 1:
@@ -83,7 +85,9 @@ class FermiNet(nn.Module):
         self.orbital_down = nn.Linear(width_one, k * n_down, dtype=dtype)
         # Envelope weights pi and exponents zeta, per determinant, orbital, atom.
         n_orbitals = k * (n_up + n_down)
-        self.envelope_weight = nn.Parameter(torch.ones(n_orbitals, n_atoms, dtype=dtype))
+        self.envelope_weight = nn.Parameter(
+            torch.ones(n_orbitals, n_atoms, dtype=dtype)
+        )
         self.envelope_exponent = nn.Parameter(
             torch.ones(n_orbitals, n_atoms, dtype=dtype)
         )

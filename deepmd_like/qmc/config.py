@@ -168,7 +168,8 @@ def config_from_dict(data: Any, where: str = "input") -> VMCConfig:
         value = getattr(getattr(config, section), key)
         if value not in choices:
             raise UserError(
-                f"{where}: {section}.{key} is {value!r}; use one of {', '.join(choices)}"
+                f"{where}: {section}.{key} is {value!r}; "
+                f"use one of {', '.join(choices)}"
             )
     if config.reference.fci not in (True, False, "auto"):
         raise UserError(
@@ -189,7 +190,8 @@ def config_from_dict(data: Any, where: str = "input") -> VMCConfig:
         for part in path:
             value = getattr(value, part)
         if value < 1:
-            raise UserError(f"{where}: {'.'.join(path)} must be at least 1, got {value}")
+            name = ".".join(path)
+            raise UserError(f"{where}: {name} must be at least 1, got {value}")
     for section, key in [
         ("optimizer", "steps"),
         ("pretrain", "steps"),
@@ -209,7 +211,8 @@ def load_config(path: str | Path) -> VMCConfig:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise UserError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+        reason = " ".join(str(err).split())
+        raise UserError(f"{path}: not valid YAML ({reason})") from None
     return config_from_dict(data, str(path))
 
 

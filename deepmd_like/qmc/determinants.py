@@ -66,9 +66,9 @@ def signed_logsumexp(
     # Shift by the largest finite term; a row with none is shifted by zero.
     shift = torch.where(finite, logs, torch.full_like(logs, -1e300)).amax(-1)
     shift = torch.where(shift > -1e299, shift, torch.zeros_like(shift)).detach()
+    safe_logs = torch.where(finite, logs, shift[..., None])
     scaled = torch.where(
-        finite, torch.exp(torch.where(finite, logs, shift[..., None]) - shift[..., None]),
-        torch.zeros_like(logs),
+        finite, torch.exp(safe_logs - shift[..., None]), torch.zeros_like(logs)
     )
     terms = signs * scaled
     if weights is not None:

@@ -40,7 +40,9 @@ def potential_energy(
     _, r_ee = electron_electron(electrons)
     v_ee = 0.5 * safe_inverse(r_ee).sum((-1, -2))
     diff = nuclei[:, None] - nuclei[None]
-    r_nn = torch.sqrt((diff * diff).sum(-1) + torch.eye(len(nuclei), dtype=nuclei.dtype, device=nuclei.device))
+    # The identity keeps the (unused) diagonal away from 1/0.
+    eye = torch.eye(len(nuclei), dtype=nuclei.dtype, device=nuclei.device)
+    r_nn = torch.sqrt((diff * diff).sum(-1) + eye)
     pair = charges[:, None] * charges[None] / r_nn
     v_nn = torch.triu(pair, 1).sum()
     return v_en + v_ee + v_nn

@@ -80,7 +80,9 @@ def occupied_coefficients(mf: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _cartesian_powers(l: int) -> list[tuple[int, int, int]]:
     """PySCF's order of Cartesian components of angular momentum ``l``."""
-    return [(lx, l - lx - lz, lz) for lx in range(l, -1, -1) for lz in range(0, l - lx + 1)]
+    return [
+        (lx, l - lx - lz, lz) for lx in range(l, -1, -1) for lz in range(l - lx + 1)
+    ]
 
 
 class GaussianOrbitals(nn.Module):
@@ -95,7 +97,9 @@ class GaussianOrbitals(nn.Module):
     n_up : int
     """
 
-    def __init__(self, mol: Any, coeff_up: np.ndarray, coeff_down: np.ndarray, n_up: int):
+    def __init__(
+        self, mol: Any, coeff_up: np.ndarray, coeff_down: np.ndarray, n_up: int
+    ) -> None:
         super().__init__()
         centres, powers, exps, coefs = [], [], [], []
         for shell in range(mol.nbas):
@@ -136,7 +140,8 @@ class GaussianOrbitals(nn.Module):
         """Basis function values, ``(..., n_ao)`` at points ``(..., 3)`` (bohr)."""
         d = points[..., None, :] - self.centres  # (..., n_ao, 3)
         r2 = (d * d).sum(-1)
-        radial = (self.coefficients * torch.exp(-self.exponents * r2[..., None])).sum(-1)
+        gaussians = torch.exp(-self.exponents * r2[..., None])
+        radial = (self.coefficients * gaussians).sum(-1)
         # Integer powers by repeated products: no pow(0, -1) in the gradient.
         monomials = [torch.ones_like(d)]
         for _ in range(self.max_power):
@@ -154,7 +159,9 @@ class GaussianOrbitals(nn.Module):
         return up, down
 
 
-def hartree_fock_orbitals(molecule: Molecule, basis: str) -> tuple[GaussianOrbitals, float]:
+def hartree_fock_orbitals(
+    molecule: Molecule, basis: str
+) -> tuple[GaussianOrbitals, float]:
     """Hartree–Fock orbitals as a module, and the Hartree–Fock energy (Ha)."""
     mf = run_hartree_fock(molecule, basis)
     up, down = occupied_coefficients(mf)

@@ -72,7 +72,8 @@ def pretrain_orbitals(
         up, down = wavefunction.orbitals(state.electrons)
         loss = (up - target_up[:, None]).pow(2).mean() * up.shape[-1] ** 2
         if down.numel():
-            loss = loss + (down - target_down[:, None]).pow(2).mean() * down.shape[-1] ** 2
+            misfit = (down - target_down[:, None]).pow(2).mean()
+            loss = loss + misfit * down.shape[-1] ** 2
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

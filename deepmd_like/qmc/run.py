@@ -449,7 +449,9 @@ class VMCRun:
                 block_size=block.block_size,
                 blocking_converged=block.converged,
                 evaluate_steps=block.n_samples,
-                variance_Ha2=float(np.mean([r["variance_Ha2"] for r in self.evaluate_rows])),
+                variance_Ha2=float(
+                    np.mean([r["variance_Ha2"] for r in self.evaluate_rows])
+                ),
             )
             if exact is not None:
                 result.update(
@@ -458,7 +460,8 @@ class VMCRun:
                     difference_Ha=block.mean - exact,
                     variational_ok=bool(block.mean >= exact - 3 * block.error),
                 )
-        atomic_write_text(self.outdir / "result.json", json.dumps(result, indent=2) + "\n")
+        text = json.dumps(result, indent=2) + "\n"
+        atomic_write_text(self.outdir / "result.json", text)
         self.plot()
         return result
 
@@ -517,7 +520,9 @@ def _device(name: str, where: str) -> torch.device:
 def read_checkpoint(path: Path) -> dict:
     """Load and check a VMC checkpoint; a clear error for anything else."""
     if not path.is_file():
-        raise UserError(f"{path}: no checkpoint to continue from; run without --restart")
+        raise UserError(
+            f"{path}: no checkpoint to continue from; run without --restart"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:  # noqa: BLE001 - any unreadable file is a user error

@@ -105,6 +105,7 @@ class MetropolisSampler:
         acceptance = accepted / max(n_steps, 1)
         step_size = state.step_size
         if adapt:
-            step_size *= math.exp(self.adapt_rate * (acceptance - self.target_acceptance))
+            miss = acceptance - self.target_acceptance
+            step_size *= math.exp(self.adapt_rate * miss)
             step_size = min(max(step_size, self.min_step), self.max_step)
         return SamplerState(electrons, log_psi, step_size), acceptance

@@ -153,7 +153,8 @@ def make_molecule(
             xyz = tuple(float(v) * factor for v in entry[1:])
         except (TypeError, ValueError):
             raise UserError(
-                f"{where}.atoms[{index}]: coordinates must be numbers, got {entry[1:]!r}"
+                f"{where}.atoms[{index}]: coordinates must be numbers, "
+                f"got {entry[1:]!r}"
             ) from None
         if not all(math.isfinite(v) for v in xyz):
             raise UserError(f"{where}.atoms[{index}]: coordinates must be finite")

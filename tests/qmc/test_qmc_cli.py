@@ -43,7 +43,8 @@ def test_run_writes_every_output_and_evaluates_again(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["vmc", str(path), "-o", str(out), "--no-progress"]) == 0
     assert "E = " in capsys.readouterr().out
-    for name in ["checkpoint.pt", "train.csv", "evaluate.csv", "result.json", "trace.png"]:
+    names = ["checkpoint.pt", "train.csv", "evaluate.csv", "result.json", "trace.png"]
+    for name in names:
         assert (out / name).is_file(), name
     rows = _rows(out / "train.csv")
     assert len(rows) == 6 and "energy_Ha" in rows[0] and "acceptance" in rows[0]
@@ -52,7 +53,8 @@ def test_run_writes_every_output_and_evaluates_again(tmp_path, capsys):
     # Refuses to overwrite, then evaluates again from the saved walkers.
     assert main(["vmc", str(path), "-o", str(out), "--no-progress"]) == 2
     assert "--overwrite" in capsys.readouterr().err
-    assert main(["vmc", str(path), "-o", str(out), "--evaluate-only", "--no-progress"]) == 0
+    again_args = ["vmc", str(path), "-o", str(out), "--evaluate-only", "--no-progress"]
+    assert main(again_args) == 0
     again = json.loads((out / "result.json").read_text())
     assert again["train_steps"] == 6 and again["energy_Ha"] != result["energy_Ha"]
 

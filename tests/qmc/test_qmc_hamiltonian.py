@@ -38,7 +38,8 @@ def test_hydrogen_like_ion_has_zero_variance(method, charge):
     electrons = torch.randn(200, 1, 3, generator=generator) * 2.0
     energies = local_energy(HydrogenLike(charge), electrons, method)
     # E = -Z^2 / 2 at every point, not just on average.
-    assert torch.allclose(energies, torch.full_like(energies, -charge**2 / 2), atol=1e-8)
+    exact = torch.full_like(energies, -(charge**2) / 2)
+    assert torch.allclose(energies, exact, rtol=0, atol=1e-8)
 
 
 def _lithium_hydride_net(seed=0, n_determinants=2):
