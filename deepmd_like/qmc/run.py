@@ -19,7 +19,6 @@ import csv
 import io
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
