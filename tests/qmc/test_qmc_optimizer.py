@@ -88,3 +88,50 @@ def test_clipping_bounds_outliers_around_the_median():
     assert torch.isfinite(clipped).all()
     assert (clipped - median).abs().max() <= bound + 1e-12
     assert clipped[0] == -1.0  # typical values are untouched
+
+
+class _HydrogenTrial(torch.nn.Module):
+    """exp(-alpha r): E(alpha) = alpha^2 / 2 - alpha, lowest at alpha = 1."""
+
+    def __init__(self, alpha):
+        super().__init__()
+        self.register_buffer("nuclei", torch.zeros(1, 3))
+        self.register_buffer("charges", torch.ones(1))
+        self.alpha = torch.nn.Parameter(torch.tensor(alpha))
+
+    def forward(self, electrons):
+        from deepmd_like.qmc.geometry import safe_norm
+
+        r = safe_norm(electrons[:, 0])
+        return torch.ones_like(r), -self.alpha * r
+
+
+def _optimise(make_optimizer, steps):
+    from deepmd_like.qmc.hamiltonian import local_energy
+    from deepmd_like.qmc.sampler import MetropolisSampler
+
+    trial = _HydrogenTrial(0.6)
+    optimizer = make_optimizer(trial)
+    generator = torch.Generator().manual_seed(0)
+    sampler = MetropolisSampler(trial, generator)
+    state = sampler.init(torch.randn(400, 1, 3, generator=generator), 0.5)
+    state, _ = sampler.step(state, 30)
+    for _ in range(steps):
+        state, _ = sampler.step(state, 3)
+        energies = local_energy(trial, state.electrons)
+        optimizer.step(state.electrons, clip_local_energies(energies))
+        state = sampler.init(state.electrons, state.step_size)
+    return float(trial.alpha)
+
+
+def test_spring_finds_the_hydrogen_ground_state():
+    options = SpringOptions(learning_rate=0.5, momentum=0.5, max_norm=1.0)
+    alpha = _optimise(lambda m: Spring(m, options), 40)
+    assert abs(alpha - 1.0) < 0.02
+
+
+def test_adam_fallback_finds_the_hydrogen_ground_state():
+    from deepmd_like.qmc.optimizer import AdamEnergy
+
+    alpha = _optimise(lambda m: AdamEnergy(m, learning_rate=0.03), 80)
+    assert abs(alpha - 1.0) < 0.05
