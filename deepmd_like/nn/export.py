@@ -16,8 +16,10 @@ read with ``weights_only=True``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import List
 
@@ -59,6 +61,15 @@ class FrozenModel(nn.Module):
                         self.sel_overflow)
 
 
+@contextlib.contextmanager
+def _quiet_jit():
+    """Silence TorchScript's deprecation notices (the format is still read)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                message=r".*torch\.jit.*")
+        yield
+
+
 def _metadata(model: EnergyModel) -> dict:
     return {
         "format": FORMAT,
@@ -96,11 +107,12 @@ def freeze(model: EnergyModel, path: str | os.PathLike, overwrite: bool = False)
     was_training = core.training
     core.eval()
     try:
-        scripted = torch.jit.script(core)
+        with _quiet_jit():
+            scripted = torch.jit.script(core)
     finally:
         core.train(was_training)
     extra = {_METADATA: json.dumps(_metadata(model))}
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp, _quiet_jit():
         torch.jit.save(scripted, str(tmp), _extra_files=extra)
     return path
 
@@ -109,7 +121,8 @@ def read_metadata(path: str | os.PathLike) -> dict:
     """The metadata record of a frozen model file, checked."""
     extra = {_METADATA: ""}
     try:
-        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        with _quiet_jit():
+            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except RuntimeError as error:
         raise UserError(f"{path}: not a frozen model file ({error})") from None
     return _check_metadata(extra[_METADATA], path)
@@ -204,7 +217,9 @@ def load_model(
     if _is_torchscript(path):
         extra = {_METADATA: ""}
         try:
-            core = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+            with _quiet_jit():
+                core = torch.jit.load(str(path), map_location=device,
+                                      _extra_files=extra)
         except RuntimeError as error:
             raise UserError(f"{path}: cannot load frozen model ({error})") from None
         metadata = _check_metadata(extra[_METADATA], path)

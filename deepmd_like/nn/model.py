@@ -266,9 +266,9 @@ class EnergyModel(nn.Module):
     def compress(self, min_distance: float = 0.5, step: float = 0.01) -> "EnergyModel":
         """Replace the embedding nets by piecewise quintic tables (in place).
 
-        The tables cover every pair distance from ``min_distance`` to the
-        cutoff; closer pairs fall on the last interval's polynomial,
-        extrapolated. Energies and forces agree with the exact nets to
+        A fine table covers pair distances from ``min_distance`` to the
+        cutoff, a ten times coarser one down to ``min_distance / 5``; closer
+        pairs are extrapolated with a warning. Energies and forces agree with the exact nets to
         about 1e-10 relative with the default step. A compressed model is for
         inference (MD, ``dpl test``): its forces are not differentiable again.
 
@@ -296,12 +296,15 @@ class EnergyModel(nn.Module):
             )
         davg = descriptor.davg[:, 0].detach().to(torch.float64).cpu()
         dstd = descriptor.dstd[:, 0].detach().to(torch.float64).cpu()
-        r = torch.tensor(float(min_distance), dtype=torch.float64)
-        s_max = smooth_weight(r, descriptor.rcut_smth, descriptor.rcut) / r
+        def normalised(distance: float) -> float:
+            r = torch.tensor(float(distance), dtype=torch.float64)
+            s_max = smooth_weight(r, descriptor.rcut_smth, descriptor.rcut) / r
+            return float(((s_max - davg) / dstd).max())
+
         lower = float((-davg / dstd).min())
-        upper = float(((s_max - davg) / dstd).max())
         descriptor.embedding = TabulatedEmbedding(
-            descriptor.embedding, descriptor.n_types, lower, upper, step, self.dtype
+            descriptor.embedding, descriptor.n_types, lower, normalised(min_distance),
+            step, self.dtype, far=normalised(min_distance / 5), far_step=10 * step,
         ).to(descriptor.davg.device)
         self.compressed = True
         return self

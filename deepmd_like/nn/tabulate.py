@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import List, Tuple
 
 import torch
@@ -66,8 +67,13 @@ def _derivatives(
     def slope(z):
         return first(z)[1]
 
-    (y, dy) = first(x)
-    _, d2y = jvp(slope, (x,), (ones,))
+    with warnings.catch_warnings():
+        # Forward-mode AD loads decompositions through TorchScript, which
+        # announces its deprecation; nothing here is scripted.
+        warnings.filterwarnings("ignore", category=DeprecationWarning,
+                                message=r".*torch\.jit.*")
+        (y, dy) = first(x)
+        _, d2y = jvp(slope, (x,), (ones,))
     return y, dy, d2y
 
 
@@ -96,6 +102,8 @@ class TabulatedEmbedding(nn.Module):
         upper: float,
         step: float,
         dtype: torch.dtype,
+        far: float | None = None,
+        far_step: float | None = None,
     ) -> None:
         super().__init__()
         if not upper > lower or step <= 0:
@@ -105,10 +113,20 @@ class TabulatedEmbedding(nn.Module):
         self.n_out = int(source.n_out)
         self.lower = float(lower)
         self.step = float(step)
-        self.n_intervals = int(math.ceil((upper - lower) / step))
-        self.upper = self.lower + self.n_intervals * self.step
-        grid = self.lower + self.step * torch.arange(
-            self.n_intervals + 1, dtype=torch.float64
+        self.n_fine = int(math.ceil((upper - lower) / step))
+        self.upper = self.lower + self.n_fine * self.step
+        # A coarser second table covers unusually close pairs.
+        far_step = 10 * step if far_step is None else float(far_step)
+        far = self.upper + 10 * far_step if far is None else max(float(far), self.upper)
+        self.far_step = float(far_step)
+        self.n_coarse = max(1, int(math.ceil((far - self.upper) / self.far_step)))
+        self.n_intervals = self.n_fine + self.n_coarse
+        self.far = self.upper + self.n_coarse * self.far_step
+        fine = self.lower + self.step * torch.arange(
+            self.n_fine + 1, dtype=torch.float64
+        )
+        coarse = self.upper + self.far_step * torch.arange(
+            self.n_coarse + 1, dtype=torch.float64
         )
         keys: List[Tuple[int, int]] = (
             [(0, t) for t in range(n_types)]
@@ -118,15 +136,18 @@ class TabulatedEmbedding(nn.Module):
         source64 = _float64_copy(source)
         tables = []
         for center, neighbor in keys:
-            centers = torch.full((grid.shape[0],), center, dtype=torch.long)
+            parts = []
+            for grid, width in ((fine, self.step), (coarse, self.far_step)):
+                centers = torch.full((grid.shape[0],), center, dtype=torch.long)
 
-            def function(x, centers=centers, neighbor=neighbor):
-                out = source64(x.view(-1, 1, 1), centers, neighbor)
-                return out.view(-1, self.n_out)
+                def function(x, centers=centers, neighbor=neighbor):
+                    out = source64(x.view(-1, 1, 1), centers, neighbor)
+                    return out.view(-1, self.n_out)
 
-            y, dy, d2y = _derivatives(function, grid)
-            tables.append(_hermite_coefficients(y.detach(), dy.detach(),
-                                                d2y.detach(), self.step))
+                y, dy, d2y = _derivatives(function, grid)
+                parts.append(_hermite_coefficients(y.detach(), dy.detach(),
+                                                   d2y.detach(), width))
+            tables.append(torch.cat(parts))
         coefficients = torch.stack(tables)  # [n_tables, n_intervals, 6, M]
         self.register_buffer(
             "coefficients", coefficients.reshape(-1, self.n_out).to(dtype)
@@ -135,9 +156,9 @@ class TabulatedEmbedding(nn.Module):
             vectors = source.type_vectors(dtype, torch.device("cpu"))
         self.register_buffer("vectors", vectors.detach().clone())
         logger.info(
-            "tabulated %d embedding net(s) on [%.4g, %.4g] with step %.3g "
-            "(%d intervals)", len(keys), self.lower, self.upper, self.step,
-            self.n_intervals,
+            "tabulated %d embedding net(s) on [%.4g, %.4g] with step %.3g and "
+            "[%.4g, %.4g] with step %.3g", len(keys), self.lower, self.upper,
+            self.step, self.upper, self.far, self.far_step,
         )
 
     def type_vectors(self, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
@@ -160,9 +181,22 @@ class TabulatedEmbedding(nn.Module):
         (n_atoms, n, M) float
         """
         n_atoms, n = s.shape[0], s.shape[1]
-        x = (s.squeeze(-1) - self.lower) / self.step  # [n_atoms, n]
-        interval = x.detach().floor().clamp(0, self.n_intervals - 1).to(torch.long)
-        u = x - interval.to(x.dtype)
+        s = s.squeeze(-1)
+        fine = (s - self.lower) / self.step  # [n_atoms, n]
+        coarse = (s - self.upper) / self.far_step
+        in_fine = fine.detach() < self.n_fine
+        x = torch.where(in_fine, fine, coarse)
+        beyond = (~in_fine).to(torch.long)  # 0 in the fine table, 1 beyond
+        cell_index = x.detach().floor().clamp(min=0.0).to(torch.long)
+        last = (self.n_fine - 1) * (1 - beyond) + (self.n_coarse - 1) * beyond
+        if bool((cell_index > last).any()):
+            warnings.warn(
+                "a pair is closer than the compressed model's tables reach; its "
+                "embedding is extrapolated (compress with a smaller min_distance)"
+            )
+        cell_index = torch.minimum(cell_index, last)
+        u = x - cell_index.to(x.dtype)
+        interval = cell_index + self.n_fine * beyond
         if self.type_one_side:
             table = torch.full_like(interval, neighbor_type)
         else:
