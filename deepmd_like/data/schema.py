@@ -253,3 +253,26 @@ def check_frame_finite(
             atoms = np.flatnonzero(~finite.all(axis=-1))
             where += f" on atoms {atoms[:10].tolist()}"
         raise UserError(where)
+
+
+def check_block_finite(block: dict, path: str, system: str, first: int) -> None:
+    """Like :func:`check_frame_finite` for a block of frames from ``first``.
+
+    Checks the whole block with a few array operations and names the first
+    bad frame (and its atoms) if there is one.
+    """
+    n = block["positions"].shape[0]
+    bad = np.zeros(n, bool)
+    for key in ("positions", "cell", "energy", "forces", "virial"):
+        if key in block:
+            finite = np.isfinite(block[key].reshape(n, -1)).all(axis=1)
+            used = block.get(LABEL_MASKS.get(key, ""))
+            bad |= ~finite if used is None else used & ~finite
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        frame = {
+            key: value[row]
+            for key, value in block.items()
+            if key not in ("atomic_numbers", "pbc")
+        }
+        check_frame_finite(frame, path, system, first + row)

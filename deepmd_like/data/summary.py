@@ -9,7 +9,7 @@ import numpy as np
 from ase.data import chemical_symbols
 
 from deepmd_like.data.reader import Dataset
-from deepmd_like.data.schema import check_frame_finite
+from deepmd_like.data.schema import check_block_finite
 from deepmd_like.data.reader import open_h5
 
 
@@ -49,7 +49,7 @@ def summarise(path: str | os.PathLike) -> tuple[dict, list[SystemSummary]]:
         v_min = v_max = None
         counts = {"energy": 0, "forces": 0, "virial": 0}
         for start, block in dataset.iter_blocks(info.name, 1024):
-            _check_block_finite(block, str(dataset.path), info.name, start)
+            check_block_finite(block, str(dataset.path), info.name, start)
             for label in counts:
                 counts[label] += int(block[f"has_{label}"].sum())
             if "energy" in block and block["has_energy"].any():
@@ -86,21 +86,6 @@ def summarise(path: str | os.PathLike) -> tuple[dict, list[SystemSummary]]:
         )
     dataset.close()
     return root, summaries
-
-
-def _check_block_finite(block: dict, path: str, system: str, start: int) -> None:
-    """Raise at the first frame of a block with a non-finite value it uses."""
-    n = block["positions"].shape[0]
-    bad = np.zeros(n, bool)
-    for key in ("positions", "cell", "energy", "forces", "virial"):
-        if key in block:
-            finite = np.isfinite(block[key].reshape(n, -1)).all(axis=1)
-            used = block.get(f"has_{key}", np.ones(n, bool))
-            bad |= used & ~finite
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        frame = {k: v[row] for k, v in block.items() if k not in ("atomic_numbers", "pbc")}
-        check_frame_finite(frame, path, system, start + row)
 
 
 def _plain(value):

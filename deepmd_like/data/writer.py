@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 # Target bytes per chunk of a per-atom array: small enough that serving one
 # frame in random order decompresses little, large enough to compress well.
-CHUNK_BYTES = 64 * 1024
+CHUNK_BYTES = 16 * 1024
 COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
 
 
