@@ -86,6 +86,38 @@ def _check_cell(cell: torch.Tensor, pbc: torch.Tensor, structure: int) -> None:
         )
 
 
+def _minimum_image_applies(cell: torch.Tensor, pbc: torch.Tensor, cutoff: float) -> bool:
+    """An orthorhombic, fully periodic box at least two cutoffs wide."""
+    if not bool(pbc.all()):
+        return False
+    diagonal = torch.diagonal(cell)
+    off_diagonal = cell - torch.diag(diagonal)
+    return bool((off_diagonal == 0).all()) and bool((diagonal >= 2 * cutoff).all())
+
+
+def _minimum_image_pairs(
+    positions: torch.Tensor, cell: torch.Tensor, cutoff: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pairs in a box where each pair has at most one image within the cutoff.
+
+    In an orthorhombic box with every edge at least ``2 * cutoff`` two images
+    of an atom are at least ``2 * cutoff`` apart, so at most one lies within
+    the cutoff of any atom: the nearest, found by rounding the fractional
+    difference. This costs one distance per pair instead of 27.
+    """
+    lengths = torch.diagonal(cell)
+    offsets = torch.floor(positions / lengths)
+    wrapped = positions - offsets * lengths
+    delta = wrapped[None, :, :] - wrapped[:, None, :]  # [i, j, 3]
+    image = -torch.round(delta / lengths)
+    delta = delta + image * lengths
+    within = (delta * delta).sum(-1) < cutoff * cutoff
+    within.fill_diagonal_(False)
+    i, j = torch.nonzero(within, as_tuple=True)
+    shift = image[i, j] - offsets[j] + offsets[i]
+    return i, j, shift
+
+
 def _structure_pairs(
     positions: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor, cutoff: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -93,6 +125,8 @@ def _structure_pairs(
     n_atoms = positions.shape[0]
     dtype, device = positions.dtype, positions.device
     periodic = pbc.to(dtype)
+    if _minimum_image_applies(cell, pbc, cutoff):
+        return _minimum_image_pairs(positions, cell, cutoff)
 
     if bool(pbc.any()):
         # Wrap periodic directions into [0, 1) and remember the offsets, so
