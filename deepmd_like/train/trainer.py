@@ -92,6 +92,9 @@ def resolve_sel(
     """``sel`` to use and the largest neighbour counts seen in the data."""
     type_map = config.model.type_map
     rcut = config.model.descriptor.rcut
+    if not isinstance(config.model.descriptor.sel, str):
+        # Given explicitly: the model itself reports atoms beyond sel.
+        return list(config.model.descriptor.sel), []
     max_counts = torch.zeros(len(type_map), dtype=torch.int64)
     min_distance = math.inf
     for system in systems:
@@ -110,11 +113,9 @@ def resolve_sel(
         type_map,
         min_distance,
     )
-    sel = config.model.descriptor.sel
-    if isinstance(sel, str):
-        sel = auto_sel(counts, auto_sel_ratio(sel, "model.descriptor.sel"))
-        log.info("sel: %s resolves to %s", config.model.descriptor.sel, sel)
-    return list(sel), counts
+    sel = auto_sel(counts, auto_sel_ratio(config.model.descriptor.sel, "model.descriptor.sel"))
+    log.info("sel: %s resolves to %s", config.model.descriptor.sel, sel)
+    return sel, counts
 
 
 def fit_energy_shifts(config: InputConfig, systems: list[TrainSystem]) -> np.ndarray:
