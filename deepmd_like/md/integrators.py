@@ -157,18 +157,13 @@ class Langevin(VelocityVerlet):
         self._kick(state, half)
 
 
-def _sum_of_squared_normals(
-    counts: torch.Tensor, state: MDState
-) -> torch.Tensor:
-    """For each structure, the sum of ``counts[s]`` squared standard normals."""
-    total = int(counts.sum())
+def _sum_of_squared_normals(owner: torch.Tensor, n: int, state: MDState) -> torch.Tensor:
+    """For each of ``n`` structures, a sum of squared standard normals, one
+    for each entry of ``owner`` that names it."""
     noise = torch.randn(
-        total, generator=state.generator, dtype=state.dtype, device=state.device
+        owner.shape[0], generator=state.generator, dtype=state.dtype, device=state.device
     )
-    owner = torch.repeat_interleave(
-        torch.arange(len(counts), device=state.device), counts
-    )
-    out = torch.zeros(len(counts), dtype=state.dtype, device=state.device)
+    out = torch.zeros(n, dtype=state.dtype, device=state.device)
     return out.index_add_(0, owner, noise * noise)
 
 
@@ -199,7 +194,10 @@ class Bussi(VelocityVerlet):
 
     def setup(self, state: MDState, remove_com_motion: bool) -> None:
         super().setup(state, remove_com_motion)
-        self._dof_int = self.dof.round().long().clamp(min=1)
+        counts = self.dof.round().long().clamp(min=1) - 1
+        self._owner = torch.repeat_interleave(
+            torch.arange(state.n_structures, device=state.device), counts
+        )
 
     def _thermostat(self, state: MDState, dt: float) -> None:
         kinetic = state.kinetic_energy()
@@ -212,7 +210,7 @@ class Bussi(VelocityVerlet):
             dtype=state.dtype,
             device=state.device,
         )
-        rest = _sum_of_squared_normals(self._dof_int - 1, state)
+        rest = _sum_of_squared_normals(self._owner, state.n_structures, state)
         ratio = target / dof
         safe_k = kinetic.clamp(min=1e-300)
         # K' = (sqrt(c K) + R1 sqrt((1-c) K_t/f))^2 + (1-c) K_t/f sum_{i>1} R_i^2
@@ -229,9 +227,15 @@ class Bussi(VelocityVerlet):
 class NoseHooverChain(VelocityVerlet):
     """Nosé–Hoover chain thermostat (Martyna, Klein & Tuckerman 1992).
 
-    One chain per structure, coupled to its total kinetic energy, integrated
-    with the Trotter factorisation of Martyna, Tuckerman, Tobias & Klein
-    (1996) around a velocity-Verlet step, with Suzuki–Yoshida weights.
+    Integrated with the Trotter factorisation of Martyna, Tuckerman, Tobias
+    & Klein (1996) around a velocity-Verlet step, optionally with
+    Suzuki–Yoshida weights. By default there is one chain per structure,
+    coupled to its total kinetic energy; with ``massive=True`` every
+    Cartesian degree of freedom has its own chain. Like every deterministic
+    thermostat it relies on the system's own chaos: a global chain is not
+    ergodic for free particles, and no chain is for a harmonic oscillator
+    (Patra & Bhattacharya 2014); use :class:`Langevin` or :class:`Bussi`
+    for such systems.
 
     Parameters
     ----------
@@ -241,17 +245,20 @@ class NoseHooverChain(VelocityVerlet):
         Bath temperature, K.
     tau_fs : float
         Period of the thermostat's oscillation, fs; the chain masses are
-        Q_1 = f k_B T tau^2 and Q_k = k_B T tau^2.
+        Q_1 = f k_B T tau^2 (f the degrees of freedom the chain acts on) and
+        Q_k = k_B T tau^2.
     chain_length : int
-        Number of thermostats in the chain.
+        Number of thermostats in a chain.
     n_substeps : int
         Multiple time steps per half step.
     yoshida_order : int
         1, 3 or 5 Suzuki–Yoshida weights.
+    massive : bool
+        One chain per degree of freedom instead of one per structure.
     """
 
     _WEIGHTS = {
-        1: [1.0],
+        1: [],
         3: [1.0 / (2.0 - 2.0 ** (1 / 3))] * 2,
         5: [1.0 / (4.0 - 4.0 ** (1 / 3))] * 4,
     }
@@ -263,7 +270,8 @@ class NoseHooverChain(VelocityVerlet):
         tau_fs: float = 100.0,
         chain_length: int = 3,
         n_substeps: int = 1,
-        yoshida_order: int = 3,
+        yoshida_order: int = 1,
+        massive: bool = False,
     ) -> None:
         super().__init__(timestep_fs)
         self.temperature_K = _positive("temperature_K", temperature_K)
@@ -274,6 +282,7 @@ class NoseHooverChain(VelocityVerlet):
             raise UserError(f"yoshida_order must be 1, 3 or 5, got {yoshida_order}")
         self.chain_length = int(chain_length)
         self.n_substeps = int(n_substeps)
+        self.massive = bool(massive)
         w = list(self._WEIGHTS[yoshida_order])
         w.insert(len(w) // 2, 1.0 - sum(w))
         self._weights = w
@@ -284,21 +293,33 @@ class NoseHooverChain(VelocityVerlet):
         super().setup(state, remove_com_motion)
         kT = KB_EV_PER_K * self.temperature_K
         tau = self.tau_fs * FS
-        shape = (state.n_structures, self.chain_length)
+        if self.massive:
+            n_chains = 3 * state.positions.shape[0]
+            chain_dof = torch.ones(n_chains, dtype=state.dtype, device=state.device)
+        else:
+            n_chains = state.n_structures
+            chain_dof = self.dof
+        shape = (n_chains, self.chain_length)
         masses = torch.full(shape, kT * tau * tau, dtype=state.dtype, device=state.device)
-        masses[:, 0] = self.dof.clamp(min=1.0) * kT * tau * tau
+        masses[:, 0] = chain_dof.clamp(min=1.0) * kT * tau * tau
         self._q = masses
         self._kT = kT
+        self._target = chain_dof * kT
         if self.chain_velocity is None or self.chain_velocity.shape != shape:
             self.chain_velocity = torch.zeros(shape, dtype=state.dtype, device=state.device)
             self.chain_position = torch.zeros_like(self.chain_velocity)
 
+    def _chain_kinetic(self, state: MDState) -> torch.Tensor:
+        if self.massive:
+            p = state.momenta
+            return (0.5 * p * p / state.masses[:, None]).reshape(-1)
+        return state.kinetic_energy()
+
     def _thermostat(self, state: MDState, dt: float) -> None:
-        kinetic = state.kinetic_energy()
-        before = kinetic
-        v, q, kT = self.chain_velocity, self._q, self._kT
+        before = state.kinetic_energy()
+        kinetic = self._chain_kinetic(state)
+        v, q, kT, target = self.chain_velocity, self._q, self._kT, self._target
         n = self.chain_length
-        target = self.dof.clamp(min=1.0) * kT
         scale = torch.ones_like(kinetic)
 
         def force(k: int, kin: torch.Tensor) -> torch.Tensor:
@@ -309,22 +330,25 @@ class NoseHooverChain(VelocityVerlet):
         for weight in self._weights:
             h = weight * dt / self.n_substeps  # this substep's share of dt
             for _ in range(self.n_substeps):
-                # Chain velocities from the top down, a quarter... half substep.
+                # Chain velocities from the top down over half the substep.
                 v[:, n - 1] += 0.5 * h * force(n - 1, kinetic)
                 for k in range(n - 2, -1, -1):
                     damp = torch.exp(-0.25 * h * v[:, k + 1])
                     v[:, k] = (v[:, k] * damp + 0.5 * h * force(k, kinetic)) * damp
-                # Particle momenta scale by the first thermostat.
+                # The first thermostat scales the particle momenta.
                 factor = torch.exp(-h * v[:, 0])
                 scale = scale * factor
                 kinetic = kinetic * factor * factor
                 self.chain_position += h * v
-                # Chain velocities from the bottom up.
+                # Chain velocities from the bottom up over the other half.
                 for k in range(n - 1):
                     damp = torch.exp(-0.25 * h * v[:, k + 1])
                     v[:, k] = (v[:, k] * damp + 0.5 * h * force(k, kinetic)) * damp
                 v[:, n - 1] += 0.5 * h * force(n - 1, kinetic)
-        state.momenta.mul_(scale[state.structure_index][:, None])
+        if self.massive:
+            state.momenta.mul_(scale.reshape(-1, 3))
+        else:
+            state.momenta.mul_(scale[state.structure_index][:, None])
         self.heat += before - state.kinetic_energy()
 
     def state_dict(self) -> dict:

@@ -115,6 +115,16 @@ class Simulation:
         self.integrator.setup(self.state, self.remove_com_motion)
         self.dof = degrees_of_freedom(self.state, self.remove_com_motion)
 
+    def set_integrator(self, integrator: Integrator) -> None:
+        """Continue with another integrator (e.g. NVT equilibration, then NVE).
+
+        The new integrator starts with its own bath variables; the state,
+        the random generator and the neighbour list carry over.
+        """
+        self.integrator = integrator
+        self.integrator.setup(self.state, self.remove_com_motion)
+        self.state.virial = None if integrator.needs_virial else self.state.virial
+
     # -- forces -----------------------------------------------------------
 
     def compute_forces(self, virial: bool = False) -> None:
