@@ -22,7 +22,8 @@ PRECISIONS = {"default": "float64", "float64": "float64", "float32": "float32"}
 
 def _reject_unknown(section: dict, allowed: set[str], where: str) -> None:
     for key in section:
-        if key not in allowed:
+        # Keys starting with "_" are comments, as in DeePMD-kit's inputs.
+        if key not in allowed and not str(key).startswith("_"):
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise UserError(f"{where}: unknown key {key!r}{hint}")
@@ -78,12 +79,13 @@ class DescriptorConfig:
     rcut_smth: float = 0.5
     # Cutoff radius (Å).
     rcut: float = 6.0
-    # Embedding-net widths; the last is the number of filters M.
-    neuron: list[int] = field(default_factory=lambda: [25, 50, 100])
+    # Embedding-net widths; the last is the number of filters M. Defaults
+    # here are DeePMD-kit's, so its input files mean the same model.
+    neuron: list[int] = field(default_factory=lambda: [10, 20, 40])
     # Filters kept in the second factor of the descriptor.
-    axis_neuron: int = 16
+    axis_neuron: int = 4
     # One embedding net per neighbour element (True) or per element pair.
-    type_one_side: bool = True
+    type_one_side: bool = False
     # Learnable timestep on the embedding nets' residual branches.
     resnet_dt: bool = False
     # Activation of the embedding nets.
@@ -103,8 +105,8 @@ class DescriptorConfig:
 class FittingConfig:
     """``model.fitting_net`` (type ``ener``)."""
 
-    # Hidden widths of the fitting nets.
-    neuron: list[int] = field(default_factory=lambda: [240, 240, 240])
+    # Hidden widths of the fitting nets (DeePMD-kit's default).
+    neuron: list[int] = field(default_factory=lambda: [120, 120, 120])
     # Learnable timestep on the residual branches.
     resnet_dt: bool = True
     # Activation of the fitting nets.

@@ -150,8 +150,7 @@ class DescriptorSeE2a(nn.Module):
                 env = env.reshape(n_atoms * n_max, 4).index_put(
                     (index,), rows.index_select(0, in_block)
                 ).view(n_atoms, n_max, 4)
-                filters = self.embedding(env[:, :, 0:1], types, tj)
-                t = t + torch.bmm(env.transpose(1, 2), filters)
+                t = t + self.embedding.contract(env, types, tj)
             n_empty = self.sel[tj] - n_max
             if n_empty > 0:
                 empty = self.embedding(pad_s, all_types, tj)  # [n_types, 1, M]

@@ -103,6 +103,39 @@ class TypedEmbedding(nn.Module):
         return out
 
 
+    def contract(
+        self, env: torch.Tensor, center_types: torch.Tensor, neighbor_type: int
+    ) -> torch.Tensor:
+        """``sum_slots env^T G(env[..., 0])`` for a block of one neighbour type.
+
+        Parameters
+        ----------
+        env : (n_atoms, n, 4) float
+            Normalised environment rows of the block.
+        center_types : (n_atoms,) int64
+        neighbor_type : int
+
+        Returns
+        -------
+        (n_atoms, 4, M) float
+        """
+        n_atoms = env.shape[0]
+        if self.type_one_side:
+            for k, net in enumerate(self.nets):
+                if k == neighbor_type:
+                    return torch.bmm(env.transpose(1, 2), net(env[:, :, 0:1]))
+        # Per centre type, so no filter block is built for the whole batch.
+        out = torch.zeros(n_atoms, 4, self.n_out, dtype=env.dtype, device=env.device)
+        for k, net in enumerate(self.nets):
+            if k % self.n_types == neighbor_type:
+                rows = torch.nonzero(center_types == k // self.n_types).squeeze(-1)
+                part = env.index_select(0, rows)
+                out = out.index_put(
+                    (rows,), torch.bmm(part.transpose(1, 2), net(part[:, :, 0:1]))
+                )
+        return out
+
+
 class SharedEmbedding(nn.Module):
     """One embedding net for all types, fed with learned type vectors.
 
@@ -159,3 +192,10 @@ class SharedEmbedding(nn.Module):
                 vectors[center_types].unsqueeze(1).expand(n_atoms, n, self.type_width)
             )
         return self.net(torch.cat(parts, dim=-1))
+
+    def contract(
+        self, env: torch.Tensor, center_types: torch.Tensor, neighbor_type: int
+    ) -> torch.Tensor:
+        """``sum_slots env^T G`` for a block of one neighbour type (n_atoms, 4, M)."""
+        filters = self.forward(env[:, :, 0:1], center_types, neighbor_type)
+        return torch.bmm(env.transpose(1, 2), filters)

@@ -214,6 +214,14 @@ class TabulatedEmbedding(nn.Module):
         return g.view(n_atoms, n, self.n_out)
 
 
+    def contract(
+        self, env: torch.Tensor, center_types: torch.Tensor, neighbor_type: int
+    ) -> torch.Tensor:
+        """``sum_slots env^T G`` for a block of one neighbour type (n_atoms, 4, M)."""
+        filters = self.forward(env[:, :, 0:1], center_types, neighbor_type)
+        return torch.bmm(env.transpose(1, 2), filters)
+
+
 def _float64_copy(module: nn.Module) -> nn.Module:
     import copy
 
