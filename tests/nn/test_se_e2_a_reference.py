@@ -9,6 +9,7 @@ come from ASE, the switching function and statistics from NumPy.
 """
 
 import numpy as np
+import pytest
 import torch
 from ase.neighborlist import primitive_neighbor_list
 
@@ -61,12 +62,14 @@ def _structure(seed):
             "pbc": (True, True, True)}
 
 
-def test_descriptor_statistics_and_energy_match_the_definition():
+@pytest.mark.parametrize("type_one_side", [True, False])
+def test_descriptor_statistics_and_energy_match_the_definition(type_one_side):
     rcut, rmin, axis = 3.5, 1.0, 3
     model = EnergyModel({
         "type_map": TYPE_MAP,
         "descriptor": {"sel": SEL, "rcut": rcut, "rcut_smth": rmin,
-                       "neuron": [3, 6, 6], "axis_neuron": axis, "seed": 11},
+                       "neuron": [3, 6, 6], "axis_neuron": axis, "seed": 11,
+                       "type_one_side": type_one_side},
         "fitting_net": {"neuron": [5, 5], "seed": 12},
     })
     structures = [_structure(0), _structure(1)]
@@ -98,7 +101,9 @@ def test_descriptor_statistics_and_energy_match_the_definition():
         slot_types = np.repeat(np.arange(2), SEL)
         with torch.no_grad():
             g = torch.stack([
-                nets[int(t)](torch.tensor([[row[0]]]))[0]
+                nets[int(t) if type_one_side else 2 * types[atom] + int(t)](
+                    torch.tensor([[row[0]]])
+                )[0]
                 for row, t in zip(rows, slot_types)
             ]).numpy()
         big_t = rows.T @ g / sum(SEL)
