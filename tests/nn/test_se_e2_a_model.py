@@ -208,3 +208,32 @@ def test_dpl_freeze_command(tmp_path, capsys):
     assert main(["freeze", str(tmp_path / "nope.pt"), "-o",
                  str(tmp_path / "x.pt")]) == 2
     assert not (tmp_path / "x.pt").exists()
+
+
+@pytest.mark.parametrize("type_one_side", [True, False])
+def test_gradient_of_a_force_loss_matches_finite_differences(type_one_side):
+    # Training on forces differentiates the forces again (double backward).
+    model = ready_model(type_one_side=type_one_side)
+    batch = make_batch([structure(12, 9)])
+    weights = torch.randn(9, 3, generator=torch.Generator().manual_seed(0),
+                          dtype=torch.float64)
+
+    def loss():
+        out = evaluate(model, batch, create_graph=True)
+        return (out["forces"] * weights).sum() + 0.1 * out["energy"].sum()
+
+    embedding = model.descriptor.embedding.nets[1]
+    for parameter, index in ((embedding.layers[1].weight, (2, 5)),
+                             (embedding.layers[0].bias, (3,)),
+                             (model.core.fitting.nets[0].layers[0].weight, (7, 4))):
+        grad = torch.autograd.grad(loss(), parameter)[0][index]
+        values = []
+        for sign in (1.0, -1.0):
+            with torch.no_grad():
+                parameter[index] += sign * 1e-5
+            values.append(float(loss()))
+            with torch.no_grad():
+                parameter[index] -= sign * 1e-5
+        numerical = (values[0] - values[1]) / 2e-5
+        assert abs(float(grad) - numerical) < 1e-6 * max(1.0, abs(numerical))
+        assert abs(numerical) > 1e-6
