@@ -33,7 +33,9 @@ UPSTREAM = (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", nargs="?", type=Path, default=DEFAULT_SOURCE)
-    parser.add_argument("-o", "--output", type=Path, default=REPO / "datasets" / "water.h5")
+    parser.add_argument(
+        "-o", "--output", type=Path, default=REPO / "datasets" / "water.h5"
+    )
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")

@@ -85,35 +85,41 @@ def read(path: Path) -> dict:
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=1000, shuffle=False, collate_fn=collate_structures
     )
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     count = 0
     checksum = 0.0
     for batch in loader:
         count += batch["n_atoms"].shape[0]
         checksum += float(batch["energy"].sum())
     seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     assert count == len(dataset)
     current, peak = rss_mb()
     results.update(
         ordered_seconds=seconds,
         ordered_frames_per_s=count / seconds,
+        ordered_cpu_us_per_frame=1e6 * cpu / count,
         ordered_peak_rss_growth_mb=peak - baseline,
         energy_sum=checksum,
     )
 
     reset_peak()
     order = np.random.default_rng(1).permutation(len(dataset))[:100_000]
-    sampler = torch.utils.data.BatchSampler(order.tolist(), batch_size=32, drop_last=False)
+    sampler = torch.utils.data.BatchSampler(
+        order.tolist(), batch_size=32, drop_last=False
+    )
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, collate_fn=collate_structures
     )
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     count = sum(batch["n_atoms"].shape[0] for batch in loader)
     seconds = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     _, peak = rss_mb()
     results.update(
         shuffled_frames=count,
         shuffled_frames_per_s=count / seconds,
+        shuffled_cpu_us_per_frame=1e6 * cpu / count,
         shuffled_peak_rss_growth_mb=peak - baseline,
     )
     return results
@@ -138,6 +144,7 @@ def main() -> None:
         results = {
             "write_seconds": seconds,
             "write_frames_per_s": args.frames / seconds,
+            "load_average_at_start": os.getloadavg()[0],
             "file_mb": path.stat().st_size / 1e6,
             "uncompressed_positions_forces_mb": args.frames * args.atoms * 48 / 1e6,
         }

@@ -68,6 +68,9 @@ def main() -> None:
         [dataset[int(i)] for i in order]  # warm the file cache
         seconds = best(lambda: [dataset[int(i)] for i in order], args.repeats)
         results["getitem_us_per_frame"] = 1e6 * seconds / n
+        cpu = time.process_time()
+        [dataset[int(i)] for i in order]
+        results["getitem_cpu_us_per_frame"] = 1e6 * (time.process_time() - cpu) / n
 
         for batch_size, workers, shuffle in [(1, 0, True), (32, 0, True),
                                              (32, 0, False), (32, 2, True)]:
@@ -84,7 +87,8 @@ def main() -> None:
                 assert count == n
 
             seconds = best(run_loader, args.repeats)
-            key = f"loader_b{batch_size}_w{workers}_{'shuffled' if shuffle else 'ordered'}"
+            order_name = "shuffled" if shuffle else "ordered"
+            key = f"loader_b{batch_size}_w{workers}_{order_name}"
             results[key + "_frames_per_s"] = n / seconds
     for key, value in results.items():
         print(f"{key}: {value:.1f}" if isinstance(value, float) else f"{key}: {value}")

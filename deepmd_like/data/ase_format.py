@@ -324,7 +324,9 @@ def read_ase(
     for index, atoms in enumerate(images):
         where = f"{path}: frame {index}"
         frames.append(
-            _frame_from_atoms(atoms, atoms.info, atoms.arrays, keys, units, where, unused)
+            _frame_from_atoms(
+                atoms, atoms.info, atoms.arrays, keys, units, where, unused
+            )
         )
     _require_energy(path, frames, keys)
     _warn_unused(path, unused, keys)
@@ -336,7 +338,7 @@ def _guess_format(path: Path) -> str:
     from ase.io.formats import filetype
 
     try:
-        return str(filetype(path, guess=True))
+        return str(filetype(str(path), guess=True))
     except Exception:
         return "ase"
 
@@ -375,7 +377,9 @@ def read_ase_db(
             else:
                 info[key] = value
         where = f"{path}: row id {row.id}"
-        frames.append(_frame_from_atoms(atoms, info, arrays, keys, units, where, unused))
+        frames.append(
+            _frame_from_atoms(atoms, info, arrays, keys, units, where, unused)
+        )
     _require_energy(path, frames, keys)
     _warn_unused(path, unused, keys)
     return _records_from_frames(frames, path, "ase-db")

@@ -183,7 +183,9 @@ def _check_system(group, info, min_distance, report, energy_rows) -> None:
                     else []
                 )
                 report.problems.append(
-                    Problem("non-finite", name, frame, atoms[:20], f"{key} is not finite")
+                    Problem(
+                        "non-finite", name, frame, atoms[:20], f"{key} is not finite"
+                    )
                 )
             if not block["has_energy"][row]:
                 missing["energy"].append(frame)
@@ -205,7 +207,8 @@ def _check_system(group, info, min_distance, report, energy_rows) -> None:
                 energy_rows.add(name, frame, composition, float(block["energy"][row]))
     for label, frames in missing.items():
         if frames:
-            listed = ", ".join(map(str, frames[:10])) + (" ..." if len(frames) > 10 else "")
+            listed = ", ".join(map(str, frames[:10]))
+            listed += " ..." if len(frames) > 10 else ""
             report.problems.append(
                 Problem(
                     f"missing-{label}", name, None, [],

@@ -142,10 +142,13 @@ def read_source(path: str | os.PathLike, options: ConvertOptions) -> list[System
         return ase_format.read_ase_db(path, keys, units)
     if fmt == "h5":
         if options.units_given:
-            raise UserError(f"{path}: datasets are in eV and Å already; drop the unit flags")
+            raise UserError(
+                f"{path}: datasets are in eV and Å already; drop the unit flags"
+            )
         return read_dataset_records(path)
     ase_name = options.ase_format or ("extxyz" if fmt == "extxyz" else None)
-    if options.units_given:
+    scaled = (units.energy, units.length, units.force, units.stress) != (1, 1, 1, 1)
+    if scaled:
         guessed = ase_name or ase_format._guess_format(path)
         if guessed in _CODE_OUTPUTS:
             raise UserError(

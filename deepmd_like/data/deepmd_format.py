@@ -120,7 +120,7 @@ def read_deepmd_system(
     n_atoms = atomic_numbers.shape[0]
     periodic = not (system / "nopbc").exists()
 
-    columns: dict[str, list] = {k: [] for k in ("coord", "box", "energy", "force", "virial")}
+    columns: dict[str, list] = {k: [] for k in _KNOWN}
     masks: dict[str, list] = {k: [] for k in ("energy", "force", "virial")}
     warned: set[str] = set()
     for folder, suffix in _frame_blocks(system):
@@ -275,17 +275,20 @@ def write_deepmd(
                 sub = folder / f"set.{number:03d}"
                 sub.mkdir()
                 count = stop - start
-                np.save(sub / "coord.npy", data["positions"][start:stop].reshape(count, -1))
+                part = slice(start, stop)
+                np.save(sub / "coord.npy", data["positions"][part].reshape(count, -1))
                 if "cell" in data:
                     np.save(sub / "box.npy", data["cell"][start:stop].reshape(count, 9))
                 if masks[start, 0]:
                     np.save(sub / "energy.npy", data["energy"][start:stop])
                 if masks[start, 1]:
-                    np.save(sub / "force.npy", data["forces"][start:stop].reshape(count, -1))
+                    np.save(sub / "force.npy", data["forces"][part].reshape(count, -1))
                 if masks[start, 2]:
-                    np.save(sub / "virial.npy", data["virial"][start:stop].reshape(count, 9))
+                    np.save(sub / "virial.npy", data["virial"][part].reshape(count, 9))
         if out_dir.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
+            trash = Path(
+                tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent)
+            )
             os.replace(out_dir, trash / out_dir.name)
             os.replace(tmp, out_dir)
             shutil.rmtree(trash, ignore_errors=True)

@@ -129,7 +129,9 @@ class OverlayFile(io.RawIOBase):
                 while end < self._pos + n and (end // PAGE) not in self.pages:
                     end = min((end // PAGE + 1) * PAGE, self._pos + n)
                 take = end - offset
-                data = os.pread(self._fd, take, offset) if offset < self.base_size else b""
+                data = b""
+                if offset < self.base_size:
+                    data = os.pread(self._fd, take, offset)
                 view[done : done + len(data)] = data
                 view[done + len(data) : done + take] = bytes(take - len(data))
             done += take
@@ -226,12 +228,16 @@ def read_journal(path: str | os.PathLike) -> tuple[int, list[tuple[int, bytes]]]
     return _decode_journal(blob)
 
 
-def commit(overlay: OverlayFile) -> None:
+def commit(overlay: OverlayFile, sync: bool = True) -> None:
     """Write the changes held by ``overlay`` into its file, crash-safely.
 
     The caller must hold the file's :class:`WriterLock`, and HDF5 must have
-    closed the file (so every change is in the overlay).
+    closed the file (so every change is in the overlay). ``sync=False``
+    skips the ``fsync`` calls: still safe against a killed process (the
+    kernel keeps what was written), not against a power cut.
     """
+    _sync = os.fsync if sync else (lambda fd: None)
+    _sync_dir = fsync_dir if sync else (lambda path: None)
     if not overlay.dirty:
         return
     path = overlay.path
@@ -251,10 +257,10 @@ def commit(overlay: OverlayFile) -> None:
     fd = os.open(jpath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, blob)
-        os.fsync(fd)
+        _sync(fd)
     finally:
         os.close(fd)
-    fsync_dir(path.parent)
+    _sync_dir(path.parent)
 
     # Publish the new bytes; the journal can undo any part of this.
     fd = os.open(path, os.O_WRONLY)
@@ -266,13 +272,13 @@ def commit(overlay: OverlayFile) -> None:
             length = min(PAGE, overlay.size - start)
             os.pwrite(fd, bytes(overlay.pages[index][:length]), start)
         os.ftruncate(fd, overlay.size)
-        os.fsync(fd)
+        _sync(fd)
     finally:
         os.close(fd)
 
     # Removing the journal is the commit point.
     os.unlink(jpath)
-    fsync_dir(path.parent)
+    _sync_dir(path.parent)
     overlay.base_size = overlay.size
     overlay.pages.clear()
 
@@ -285,6 +291,10 @@ def recover(path: str | os.PathLike) -> bool:
     path = Path(path)
     jpath = journal_path(path)
     if not jpath.exists():
+        return False
+    if not path.exists():
+        # The data file was removed or renamed; its journal is meaningless.
+        os.unlink(jpath)
         return False
     journal = read_journal(path)
     if journal is not None:

@@ -25,7 +25,9 @@ LAYOUTS = (
     ("R", "z", "E", "F"),
     ("coords", "nuclear_charges", "energies", "forces"),
 )
-_IGNORED = {"name", "theory", "md5", "type", "old_indices", "old_energies", "old_forces"}
+_IGNORED = {
+    "name", "theory", "md5", "type", "old_indices", "old_energies", "old_forces",
+}
 
 
 def read_npz(

@@ -25,6 +25,7 @@ from deepmd_like.data.schema import (
     SYSTEMS,
     SystemInfo,
     check_block_finite,
+    check_frame_finite,
     check_root,
     read_system_info,
 )
@@ -114,7 +115,11 @@ class Dataset(torch.utils.data.Dataset):
         has_energy, has_forces, has_virial   () bool
         system_index, frame_index            () int64
 
-    Frames are numbered system after system, in file order.
+    Frames are numbered system after system, in file order. A dataset
+    sees the file as it was when its handle opened: to see frames that a
+    writer appended since, open a new :class:`Dataset` (or call
+    :meth:`close`, which reopens on the next read, after the writer has
+    finished its call).
     """
 
     def __init__(
@@ -189,7 +194,8 @@ class Dataset(torch.utils.data.Dataset):
         """
         out = {key: group[key] for key in group}
         budget = 16 * 1024 * 1024
-        for key in ("energy", "has_energy", "has_forces", "has_virial", "cell", "virial"):
+        small = ("energy", "has_energy", "has_forces", "has_virial", "cell", "virial")
+        for key in small:
             if key in out and out[key].size * out[key].dtype.itemsize <= budget:
                 budget -= out[key].size * out[key].dtype.itemsize
                 out[key] = out[key][()]
@@ -269,14 +275,12 @@ class Dataset(torch.utils.data.Dataset):
         self, system: int, block: dict, first: int, rows: Sequence[int]
     ) -> list[dict[str, torch.Tensor]]:
         """Turn rows of a block read from frame ``first`` into frame dicts."""
+        if len(rows) <= 4:
+            return [self._frame_row(system, block, row, first) for row in rows]
         info = self.systems[system]
         check_block_finite(block, str(self.path), info.name, first)
         n = block["positions"].shape[0]
-        zeros = {
-            "energy": np.zeros(n),
-            "forces": np.zeros((n, info.n_atoms, 3)),
-            "virial": np.zeros((n, 3, 3)),
-        }
+        shapes = {"energy": (n,), "forces": (n, info.n_atoms, 3), "virial": (n, 3, 3)}
         # One tensor per array; frames are views of its rows.
         tensors = {"positions": torch.from_numpy(block["positions"])}
         tensors["cell"] = (
@@ -290,25 +294,52 @@ class Dataset(torch.utils.data.Dataset):
                 shape = (n,) + (1,) * (block[label].ndim - 1)
                 value = np.where(present.reshape(shape), block[label], 0.0)
             else:
-                value = zeros[label]
+                value = np.zeros(shapes[label])
             tensors[label] = torch.from_numpy(value)
             tensors[mask] = torch.from_numpy(present.copy())
         numbers, pbc = self._numbers[system], self._pbc[system]
-        system_index = torch.tensor(system, dtype=torch.int64)
-        frame_index = (
-            torch.arange(first, first + n, dtype=torch.int64)
-            if len(rows) > 1
-            else {rows[0]: torch.tensor(first + rows[0], dtype=torch.int64)}
-        )
         frames = []
         for row in rows:
             frame = {key: value[row] for key, value in tensors.items()}
-            frame["atomic_numbers"] = numbers
-            frame["pbc"] = pbc
-            frame["system_index"] = system_index
-            frame["frame_index"] = frame_index[row]
+            # Copies: a caller changing a frame must not change the dataset.
+            frame["atomic_numbers"] = numbers.clone()
+            frame["pbc"] = pbc.clone()
+            frame["system_index"] = torch.tensor(system, dtype=torch.int64)
+            frame["frame_index"] = torch.tensor(first + row, dtype=torch.int64)
             frames.append(frame)
         return frames
+
+    def _frame_row(self, system: int, block: dict, row: int, first: int) -> dict:
+        """One frame from one row of a block (the fast path for single frames)."""
+        info = self.systems[system]
+        frame = {"positions": torch.from_numpy(block["positions"][row])}
+        finite = bool(np.isfinite(block["positions"][row]).all())
+        if "cell" in block:
+            frame["cell"] = torch.from_numpy(block["cell"][row])
+            finite &= bool(np.isfinite(block["cell"][row]).all())
+        else:
+            frame["cell"] = torch.zeros(3, 3, dtype=torch.float64)
+        for label, mask in LABEL_MASKS.items():
+            present = bool(block[mask][row])
+            if present:
+                value = np.asarray(block[label][row], dtype=np.float64)
+                finite &= bool(np.isfinite(value).all())
+                frame[label] = torch.from_numpy(value)
+            elif label == "forces":
+                frame[label] = torch.zeros(info.n_atoms, 3, dtype=torch.float64)
+            else:
+                frame[label] = torch.zeros((3, 3) if label == "virial" else (),
+                                           dtype=torch.float64)
+            frame[mask] = torch.tensor(present)
+        if not finite:
+            raw = {k: v[row] for k, v in block.items()
+                   if k not in ("atomic_numbers", "pbc")}
+            check_frame_finite(raw, str(self.path), info.name, first + row)
+        frame["atomic_numbers"] = self._numbers[system].clone()
+        frame["pbc"] = self._pbc[system].clone()
+        frame["system_index"] = torch.tensor(system, dtype=torch.int64)
+        frame["frame_index"] = torch.tensor(first + row, dtype=torch.int64)
+        return frame
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         system, local = self.locate(int(index))

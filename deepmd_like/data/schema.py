@@ -133,7 +133,9 @@ def check_root(h5: h5py.File, path: str) -> None:
     try:
         version = int(version)
     except (TypeError, ValueError):
-        raise UserError(f"{path}: root attribute version = {version!r} is not an integer")
+        raise UserError(
+            f"{path}: root attribute version = {version!r} is not an integer"
+        )
     if version > FORMAT_VERSION:
         raise UserError(
             f"{path}: dataset format version {version} is newer than this "

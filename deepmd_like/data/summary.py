@@ -135,7 +135,8 @@ def format_summary(path, root: dict, systems: list[SystemSummary]) -> str:
             lines.append(
                 f"    virial [eV]: {s.virial_range[0]:.4f} .. {s.virial_range[1]:.4f}"
             )
-        lines.append(f"    level of theory: {s.attrs.get('level_of_theory', 'unknown')}")
+        theory = s.attrs.get("level_of_theory", "unknown")
+        lines.append(f"    level of theory: {theory}")
         lines.append(f"    source: {s.attrs.get('source', 'unknown')}")
     return "\n".join(lines)
 

@@ -17,7 +17,8 @@ def _deepmd(tmp, **changes):
     arrays = {
         "types": [0, 1, 1], "type_map": ["O", "H"],
         "coord": rng.uniform(0, 3, (4, 9)), "energy": rng.normal(-10, 1, 4),
-        "force": rng.normal(0, 1, (4, 9)), "box": np.tile(np.eye(3).ravel() * 4, (4, 1)),
+        "force": rng.normal(0, 1, (4, 9)),
+        "box": np.tile(np.eye(3).ravel() * 4, (4, 1)),
     }
     arrays.update(changes)
     return write_deepmd_system(tmp / "src" / "mol", **arrays)
@@ -60,7 +61,8 @@ def case_newer_version(tmp):
 
 def case_missing_energy(tmp):
     path = _edit(_good_h5(tmp), lambda h5: h5["systems/mol"].__delitem__("energy"))
-    return ["data", "info", str(path)], "system 'mol': required dataset 'energy' is missing"
+    message = "system 'mol': required dataset 'energy' is missing"
+    return ["data", "info", str(path)], message
 
 
 def case_nan_forces_in_source(tmp):
@@ -79,7 +81,8 @@ def case_nan_forces_in_file(tmp):
         forces[1] = value
 
     path = _edit(_good_h5(tmp), poison)
-    return ["data", "info", str(path)], "system 'mol' frame 1: non-finite forces on atoms [2]"
+    message = "system 'mol' frame 1: non-finite forces on atoms [2]"
+    return ["data", "info", str(path)], message
 
 
 def case_length_mismatch(tmp):
@@ -94,7 +97,8 @@ def case_length_mismatch_in_file(tmp):
         h5["systems/mol/atomic_numbers"] = np.array([8, 1])
 
     path = _edit(_good_h5(tmp), shorten)
-    return ["data", "info", str(path)], "positions have shape (4, 3, 3), expected (n_frames, 2, 3)"
+    message = "positions have shape (4, 3, 3), expected (n_frames, 2, 3)"
+    return ["data", "info", str(path)], message
 
 
 def case_unknown_unit(tmp):

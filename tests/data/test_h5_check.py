@@ -72,7 +72,10 @@ def test_every_problem_is_named(tmp_path, capsys):
     assert "close-atoms: system water frame 7 atoms [2, 4]: 0.0500 Å apart" in out
     assert "close-atoms: system water frame 9 atoms [0, 6]: 0.0600 Å apart" in out
     assert "energy-outlier: system water frame 12:" in out
-    assert "missing-forces: system water: 3 of 40 frames have no forces (frames 20, 21, 22)" in out
+    assert (
+        "missing-forces: system water: 3 of 40 frames have no forces "
+        "(frames 20, 21, 22)"
+    ) in out
     assert "shape: system gas: energy has shape (9,), expected (10,)" in out
     # Nothing else is reported: the remaining frames are fine.
     assert out.count("energy-outlier: system") == 1

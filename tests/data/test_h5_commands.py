@@ -83,6 +83,9 @@ def test_merge_same_theory(tmp_path):
     _small(b, "PBE", name="y", energy=-2.0)
     assert main(["data", "merge", str(a), str(b), "-o", str(out)]) == 0
     assert _frames_of(out) == [("x", -1.0), ("y", -2.0)]
+    assert main(["data", "merge", str(a), str(b), "-o", str(out)]) == 2
+    assert main(["data", "merge", str(b), "-o", str(out), "--overwrite"]) == 0
+    assert _frames_of(out) == [("y", -2.0)]
 
 
 def test_info_reports_ranges(repo_root, capsys):

@@ -47,7 +47,9 @@ QE_CASES = [
 
 
 @pytest.mark.parametrize("name, energy, coord, force, virial, cell", QE_CASES)
-def test_qe_output_matches_dpdata(shared_data, name, energy, coord, force, virial, cell):
+def test_qe_output_matches_dpdata(
+    shared_data, name, energy, coord, force, virial, cell
+):
     folder = shared_data / "dft_outputs" / "qe"
     ref = folder / "expected_dpdata"
     record = _one(folder / name)
@@ -56,7 +58,8 @@ def test_qe_output_matches_dpdata(shared_data, name, energy, coord, force, viria
     expected_force = np.loadtxt(ref / force)
     np.testing.assert_allclose(record.forces[0], expected_force, rtol=1e-6, atol=1e-6)
     if coord:
-        np.testing.assert_allclose(record.positions[0], np.loadtxt(ref / coord), atol=1e-6)
+        expected_coord = np.loadtxt(ref / coord)
+        np.testing.assert_allclose(record.positions[0], expected_coord, atol=1e-6)
     if cell:
         # pw.x prints the cell in units of alat (12.22 Å) with 6 decimals, so
         # the output itself knows it to 0.5e-6 * 12.22 Å = 6e-6 Å.

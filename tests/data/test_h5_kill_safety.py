@@ -149,8 +149,8 @@ def test_second_writer_fails_and_first_is_intact(tmp_path):
         import numpy as np
         from deepmd_like.data.writer import DatasetWriter
         with DatasetWriter(sys.argv[1]) as writer:
-            writer.add_system("a", [1, 1], np.zeros((2, 2, 3)) + [[0, 0, 0], [0, 0, 0.74]],
-                              energy=[-1.0, -1.1])
+            h2 = np.zeros((2, 2, 3)) + [[0, 0, 0], [0, 0, 0.74]]
+            writer.add_system("a", [1, 1], h2, energy=[-1.0, -1.1])
             print("holding", flush=True)
             sys.stdin.readline()
             writer.append_frames("a", np.zeros((1, 2, 3)) + [[0, 0, 0], [0, 0, 0.75]],

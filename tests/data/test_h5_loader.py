@@ -50,10 +50,12 @@ def test_collate_layout(repo_root, tmp_path):
     assert batch["n_atoms"].tolist() == [2, 3, 3]
     assert batch["atomic_numbers"].tolist() == [1, 1, 6, 8, 8, 6, 8, 8]
     assert batch["cell"].shape == (3, 3, 3) and batch["cell"][0].abs().sum() == 0
-    assert batch["pbc"].tolist() == [[False] * 3, [True, True, False], [True, True, False]]
+    slab = [True, True, False]
+    assert batch["pbc"].tolist() == [[False] * 3, slab, slab]
     assert batch["has_forces"].tolist() == [True, False, False]
     assert batch["has_virial"].tolist() == [False, True, True]
-    assert torch.equal(batch["virial"][2], torch.arange(9.0, 18.0).reshape(3, 3).double())
+    expected = torch.arange(9.0, 18.0, dtype=torch.float64).reshape(3, 3)
+    assert torch.equal(batch["virial"][2], expected)
     assert batch["energy"].dtype == torch.float64
     # Selecting systems with the FILE:NAME form, and pickling without a handle.
     only = Dataset(f"{path}:co2")

@@ -154,8 +154,8 @@ def test_type_map_order_and_subset(tmp_path, random_system, type_map):
     r = random_system
     symbols = [r["type_map"][t] for t in r["types"]]
     types = [type_map.index(s) for s in symbols]
-    write_deepmd_system(tmp_path / "src" / "s", types, type_map, r["coord"], r["energy"],
-                        r["force"], r["box"])
+    write_deepmd_system(tmp_path / "src" / "s", types, type_map, r["coord"],
+                        r["energy"], r["force"], r["box"])
     out = tmp_path / "s.h5"
     convert([tmp_path / "src"], out)
     np.testing.assert_array_equal(Dataset(out).systems[0].atomic_numbers, r["numbers"])
@@ -187,3 +187,43 @@ def test_units_flags_scale_deepmd(tmp_path, random_system):
                                r["force"] * hartree / bohr, rtol=1e-8)
     np.testing.assert_allclose(data["virial"].reshape(10, -1), r["virial"] * hartree,
                                rtol=1e-8)
+
+
+def test_md17_npz_in_kcal_per_mol(tmp_path):
+    rng = np.random.default_rng(4)
+    positions = rng.normal(size=(5, 9, 3))
+    energy = rng.normal(-97000, 5, (5, 1))
+    forces = rng.normal(0, 30, (5, 9, 3))
+    numbers = np.array([6, 6, 8, 1, 1, 1, 1, 1, 1])
+    path = tmp_path / "md17_ethanol.npz"
+    np.savez(path, R=positions, z=numbers, E=energy, F=forces, theory="PBE+vdW-TS")
+    (record,) = read_source(path, ConvertOptions(energy_unit="kcal/mol"))
+    assert record.name == "md17_ethanol"
+    assert record.attrs["level_of_theory"] == "PBE+vdW-TS"
+    np.testing.assert_array_equal(record.atomic_numbers, numbers)
+    np.testing.assert_array_equal(record.positions, positions)
+    np.testing.assert_allclose(record.energy, energy[:, 0] * KCAL_MOL_IN_EV, rtol=1e-7)
+    np.testing.assert_allclose(record.forces, forces * KCAL_MOL_IN_EV, rtol=1e-7)
+
+
+def test_deepmd_raw_folder_matches_outcar(shared_data):
+    """dpdata's raw export of a VASP run, read with --type-map, equals the OUTCAR."""
+    folder = shared_data / "dft_outputs" / "vasp"
+    (raw,) = read_source(folder / "expected_dpdata" / "OUTCAR.h2o.md",
+                         ConvertOptions(type_map=["O", "H"]))
+    (outcar,) = read_source(folder / "OUTCAR.h2o.md", ConvertOptions())
+    np.testing.assert_array_equal(raw.atomic_numbers, outcar.atomic_numbers)
+    np.testing.assert_allclose(raw.energy, outcar.energy, rtol=1e-9)
+    np.testing.assert_allclose(raw.forces, outcar.forces, atol=1e-6)
+    assert raw.virial is not None and raw.pbc.all()
+
+
+def test_unit_flags_refused_for_code_outputs(shared_data):
+    from deepmd_like.errors import UserError
+
+    path = shared_data / "dft_outputs" / "vasp" / "OUTCAR.h2o.md"
+    with pytest.raises(UserError, match="ASE reads vasp-out files in eV and Å"):
+        read_source(path, ConvertOptions(energy_unit="Hartree"))
+    # Naming the units ASE already uses is harmless.
+    (record,) = read_source(path, ConvertOptions(energy_unit="eV"))
+    assert record.n_frames == 3
