@@ -144,6 +144,7 @@ def atom_types(
 ) -> torch.Tensor:
     """Type indices of atoms, or a UserError naming elements not in ``type_map``."""
     numbers = atomic_numbers.to(torch.long)
+    lookup = lookup.to(numbers.device)
     bad = (numbers < 0) | (numbers >= lookup.shape[0])
     types = lookup[numbers.clamp(0, lookup.shape[0] - 1)]
     bad = bad | (types < 0)
@@ -313,7 +314,8 @@ class EnergyModel(nn.Module):
 
     def types_of(self, atomic_numbers: torch.Tensor) -> torch.Tensor:
         """(n_atoms,) type indices; UserError naming unknown elements."""
-        return atom_types(atomic_numbers, self.type_map, self.core.type_lookup.cpu())
+        lookup = self.core.type_lookup.to(atomic_numbers.device)
+        return atom_types(atomic_numbers, self.type_map, lookup)
 
     def compute_input_stats(
         self, batches: Iterable[dict], protect: float | None = None
