@@ -171,7 +171,9 @@ def radial_distribution(
     -------
     RDF
     """
-    from ase.neighborlist import primitive_neighbor_list
+    import torch
+
+    from deepmd_like.nn.neighbors import neighbor_list
 
     positions = np.asarray(positions, dtype=float)
     if positions.ndim == 2:
@@ -201,12 +203,18 @@ def radial_distribution(
     edges = np.linspace(0.0, r_max, n_bins + 1)
     counts = np.zeros(n_bins)
     density_sum = 0.0
+    index = torch.zeros(len(numbers), dtype=torch.long)
+    periodic = torch.ones(1, 3, dtype=torch.bool)
     for frame in range(positions.shape[0]):
         cell = cells[frame]
         volume = abs(float(np.linalg.det(cell)))
-        i, j, d = primitive_neighbor_list(
-            "ijd", (True, True, True), cell, positions[frame], r_max
-        )
+        # Every image within r_max (a full list: each ordered pair i != j).
+        x = torch.as_tensor(positions[frame])
+        box = torch.as_tensor(cell)[None]
+        pairs = neighbor_list(x, box, periodic, index, r_max, n_structures=1)
+        i, j = pairs.centers.numpy(), pairs.neighbors.numpy()
+        vectors = x[pairs.neighbors] - x[pairs.centers] + pairs.shifts.to(x.dtype) @ box[0]
+        d = vectors.norm(dim=1).numpy()
         keep = is_a[i] & is_b[j]
         hist, _ = np.histogram(d[keep], bins=edges)
         counts += hist
@@ -448,6 +456,7 @@ class AnalysisOptions:
     rdf_r_max_A : largest RDF distance, Å; None = just under half the
         smallest plane spacing of the first cell.
     rdf_bins : number of RDF bins.
+    rdf_max_frames : at most this many frames, evenly spaced, enter g(r).
     msd : compute the MSD and Einstein diffusion coefficient.
     msd_fit_start_fs / msd_fit_end_fs : MSD fit window, fs (None = default).
     vacf : compute the velocity autocorrelation and its diffusion coefficient.
@@ -458,6 +467,7 @@ class AnalysisOptions:
     rdf_pairs: list[tuple[str, str]] = field(default_factory=list)
     rdf_r_max_A: float | None = None
     rdf_bins: int = 200
+    rdf_max_frames: int = 200
     msd: bool = False
     msd_fit_start_fs: float | None = None
     msd_fit_end_fs: float | None = None
@@ -501,10 +511,11 @@ def analyse(trajectory: Trajectory, options: AnalysisOptions) -> dict:
         r_max = options.rdf_r_max_A
         if r_max is None:
             r_max = 0.99 * _half_box(cells[0])
+        stride = max(1, math.ceil(positions.shape[0] / max(1, options.rdf_max_frames)))
         out["rdf"] = [
             radial_distribution(
-                positions,
-                cells,
+                positions[::stride],
+                cells[::stride],
                 trajectory.atomic_numbers,
                 tuple(pair),
                 r_max,

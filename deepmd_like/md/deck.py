@@ -312,6 +312,8 @@ class TrajectoryReporterConfig:
     velocities: bool = True
     # Also store forces and potential energies as labels.
     forces: bool = False
+    # Stages whose frames are stored (None = every stage).
+    stages: Union[list[str], None] = None
 
     @property
     def path_name(self) -> str:
@@ -366,6 +368,8 @@ class RDFConfig:
     r_max_A: Union[float, None] = None
     # Number of bins.
     bins: int = 200
+    # At most this many frames (evenly spaced) enter g(r).
+    max_frames: int = 200
 
 
 @dataclass
@@ -494,6 +498,22 @@ class Deck:
             raise UserError(
                 f"{where}: analysis.stage {self.analysis.stage!r} is not a stage; "
                 f"stages: {', '.join(sorted(names))}"
+            )
+        recorded = self.reporters.trajectory.stages
+        for name in recorded or []:
+            if name not in names:
+                raise UserError(
+                    f"{where}: reporters.trajectory.stages names {name!r}, which is "
+                    f"not a stage; stages: {', '.join(sorted(names))}"
+                )
+        if (
+            self.analysis.wanted
+            and recorded is not None
+            and self.analysis_stage().name not in recorded
+        ):
+            raise UserError(
+                f"{where}: the analysis reads stage {self.analysis_stage().name!r} "
+                "but reporters.trajectory.stages does not record it"
             )
         if self.analysis.wanted and self.reporters.trajectory.interval == 0:
             raise UserError(
@@ -1154,6 +1174,8 @@ def run_deck(
             stage = stages[index]
             if trajectory is not None:
                 trajectory.set_stage(stage.name, deck.stage_timestep(stage))
+                recorded = config.trajectory.stages
+                trajectory.enabled = recorded is None or stage.name in recorded
             logger.info(
                 "stage %s: %s, %d steps of %g fs",
                 stage.name, stage.ensemble, stage.steps, deck.stage_timestep(stage),
@@ -1249,6 +1271,7 @@ def run_analysis(deck: Deck, outdir: str | Path) -> dict:
         rdf_pairs=[tuple(p) for p in section.rdf.pairs] if section.rdf else [],
         rdf_r_max_A=section.rdf.r_max_A if section.rdf else None,
         rdf_bins=section.rdf.bins if section.rdf else 200,
+        rdf_max_frames=section.rdf.max_frames if section.rdf else 200,
         msd=section.msd is not None,
         msd_fit_start_fs=section.msd.fit_start_fs if section.msd else None,
         msd_fit_end_fs=section.msd.fit_end_fs if section.msd else None,

@@ -211,6 +211,8 @@ class TrajectoryReporter:
         self.timestep_fs = 1.0
         self._frames: list[dict] = []
         self._writer = None
+        # False while a stage whose frames are not wanted runs.
+        self.enabled = True
         if fmt == "extxyz" and not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _append_bytes(self.path, b"")
@@ -222,6 +224,8 @@ class TrajectoryReporter:
 
     def report(self, simulation, observables: dict) -> None:
         """Collect a frame of every structure."""
+        if not self.enabled:
+            return
         state = simulation.state
         frame = {
             "stage": self.stage,

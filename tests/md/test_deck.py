@@ -277,3 +277,40 @@ def test_restart_refuses_a_changed_deck(tmp_path, capsys):
     changed = write_deck(tmp_path, small_deck(seed=12), name="other.yaml")
     assert main(["md", str(changed), "-o", str(out), "--restart"]) == 2
     assert "differs from the deck" in capsys.readouterr().err
+
+
+# -- the shipped decks -------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["deck.yaml", "short.yaml"])
+def test_water_decks_run_with_a_stand_in_model(tmp_path, repo_root, name):
+    """The water decks are valid and run; a small random model stands in for
+    the shipped potential so the test does not depend on it."""
+    from deepmd_like.nn.export import freeze
+    from test_calculator import small_model
+
+    source = repo_root / "md" / "water" / name
+    data = yaml.safe_load(source.read_text())
+    model = tmp_path / "model.pt"
+    freeze(small_model(), model)
+    data["potential"]["model"] = str(model)
+    data["stages"][0]["steps"] = 20
+    data["reporters"]["trajectory"]["interval"] = 5
+    data["analysis"].pop("skip_fs", None)
+    deck_path = tmp_path / name
+    deck_path.write_text(yaml.safe_dump(data))
+    deck = load_deck(deck_path)
+    deck.base_dir = str(source.parent)  # the structure file lives beside the deck
+    from deepmd_like.md.deck import run_deck
+
+    summary = run_deck(deck, tmp_path / "out", progress=False)
+    assert summary.steps_run == 20
+    position = summary.analysis["rdf_O-O_first_peak_position_A"]
+    assert 2.0 < position < 3.5  # the starting frame is liquid water
+
+
+def test_argon_deck_is_valid(repo_root):
+    deck = load_deck(repo_root / "md" / "lj-argon" / "deck.yaml")
+    assert [s.ensemble for s in deck.stages] == ["NVT", "NVT", "NVE"]
+    atoms = prepare(deck).atoms
+    assert len(atoms) == 864
