@@ -368,13 +368,16 @@ class StochasticCellRescaling(Bussi):
     """NPT: isotropic stochastic cell rescaling (Bernetti & Bussi 2020)
     with the Bussi thermostat.
 
-    The logarithm of the volume, eps = ln V, follows
+    The logarithm of the volume, eps = ln V, follows the Itô equation
 
-        d eps = -(beta_T / tau_p) (P_0 - P - k_B T / V) dt
+        d eps = -(beta_T / tau_p) (P_0 - P) dt
                 + sqrt(2 k_B T beta_T / (V tau_p)) dW
 
-    (first-order, Euler–Maruyama over one step); positions and the cell are
-    scaled by exp(d eps / 3) and momenta by its inverse. P is the
+    (Euler–Maruyama over one step), whose stationary density is
+    exp(-(P_0 V + F(V)) / k_B T) dV, F the Helmholtz free energy: the
+    isothermal-isobaric ensemble. (Written for V itself the drift gains a
+    k_B T / V term; in ln V Itô's rule cancels it.) Positions and the cell
+    are scaled by exp(d eps / 3) and momenta by its inverse. P is the
     instantaneous pressure (kinetic plus virial). Only for fully periodic
     structures; each structure has its own volume.
 
@@ -436,7 +439,7 @@ class StochasticCellRescaling(Bussi):
             dtype=state.dtype,
             device=state.device,
         )
-        d_eps = -(beta / tau_p) * (p0 - pressure - kT / volume) * dt + torch.sqrt(
+        d_eps = -(beta / tau_p) * (p0 - pressure) * dt + torch.sqrt(
             2.0 * kT * beta * dt / (volume * tau_p)
         ) * noise
         scale = torch.exp(d_eps / 3.0)
