@@ -71,38 +71,72 @@ def select_neighbors(
     -------
     kept : (n_kept,) int64
         Indices into the pairs of those within ``rcut`` that fit into
-        ``sel``, sorted by centre, neighbour type and distance.
+        ``sel``.
     rank : (n_kept,) int64
-        Position of each kept pair among its centre's neighbours of the same
-        type (0 = nearest); always below ``sel[type]``.
+        Slot of each kept pair among its centre's neighbours of the same
+        type, always below ``sel[type]``. When some centre has more such
+        neighbours than ``sel`` allows, slots go nearest first and the
+        farthest are dropped; otherwise their order is that of the list
+        (the descriptor sums over slots, so the order does not matter).
     dropped : (2,) int64
         Pairs within ``rcut`` that found no slot, and atoms that lost any.
     """
-    n_types = len(sel)
-    device = rij.device
     with torch.no_grad():
         distance = torch.linalg.vector_norm(rij.detach(), dim=-1)
-        within = torch.nonzero(distance < rcut).squeeze(-1)
-        # One integer key orders by centre, neighbour type and distance
-        # (resolved to rcut / 2^24, ties in original order).
-        group = centers[within] * n_types + neighbor_types[within]
-        ticks = (distance[within] * (16777215.0 / rcut)).to(torch.long)
-        key = group * 16777216 + ticks
-        key, order = torch.sort(key, stable=True)
-        within = within[order]
-        group = key // 16777216
+        kept, rank, dropped = _rank_pairs(distance, centers, neighbor_types,
+                                          n_atoms, rcut, sel)
+    return kept, rank, dropped
 
-        counts = torch.bincount(group, minlength=n_atoms * n_types)
-        starts = torch.cumsum(counts, 0) - counts
-        rank = torch.arange(within.shape[0], device=device) - starts[group]
-        sel_t = torch.tensor(sel, dtype=torch.long, device=device)
-        fits = rank < sel_t[group % n_types]
 
-        lost = ~fits
-        lost_atoms = torch.zeros(n_atoms, dtype=torch.bool, device=device)
-        lost_atoms[group[lost] // n_types] = True
-        dropped = torch.stack([lost.sum(), lost_atoms.sum()])
-        keep = torch.nonzero(fits).squeeze(-1)
+def _rank_pairs(
+    distance: torch.Tensor,
+    centers: torch.Tensor,
+    neighbor_types: torch.Tensor,
+    n_atoms: int,
+    rcut: float,
+    sel: List[int],
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    n_types = len(sel)
+    device = distance.device
+    sel_t = torch.tensor(sel, dtype=torch.long, device=device)
+    within = torch.nonzero(distance < rcut).squeeze(-1)
+    center_w = centers[within]
+    type_w = neighbor_types[within]
+    counts = torch.bincount(center_w * n_types + type_w, minlength=n_atoms * n_types)
+    fits_all = bool((counts.view(n_atoms, n_types) <= sel_t).all())
+    grouped = bool((center_w[1:] >= center_w[:-1]).all())
+    if fits_all and grouped:
+        # Everything fits and each centre's pairs are contiguous: the slots'
+        # order is immaterial, so rank by position in the list (a running
+        # count per type) without sorting.
+        per_center = counts.view(n_atoms, n_types).sum(1)
+        start = (torch.cumsum(per_center, 0) - per_center)[center_w]
+        rank = torch.zeros_like(center_w)
+        for t in range(n_types):
+            is_t = (type_w == t).to(torch.long)
+            before = torch.cumsum(is_t, 0) - is_t
+            rank = torch.where(is_t > 0, before - before[start], rank)
+        return within, rank, torch.zeros(2, dtype=torch.long, device=device)
+
+    # One integer key orders by centre, neighbour type and distance
+    # (resolved to rcut / 2^24, ties in original order).
+    group = center_w * n_types + type_w
+    ticks = (distance[within] * (16777215.0 / rcut)).to(torch.long)
+    key = group * 16777216 + ticks
+    key, order = torch.sort(key, stable=True)
+    within = within[order]
+    group = key // 16777216
+
+    counts = torch.bincount(group, minlength=n_atoms * n_types)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(within.shape[0], device=device) - starts[group]
+    fits = rank < sel_t[group % n_types]
+
+    lost = ~fits
+    lost_atoms = torch.zeros(n_atoms, dtype=torch.bool, device=device)
+    lost_atoms[group[lost] // n_types] = True
+    dropped = torch.stack([lost.sum(), lost_atoms.sum()])
+    keep = torch.nonzero(fits).squeeze(-1)
     return within[keep], rank[keep], dropped
 
 

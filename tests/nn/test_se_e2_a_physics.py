@@ -237,10 +237,15 @@ def test_precomputed_neighbour_list_with_skin_gives_the_same_result():
                           batch["structure_index"], model.cutoff + 1.5)
     with_list = dict(batch, centers=pairs.centers, neighbors=pairs.neighbors,
                      shifts=pairs.shifts)
+    # The same pairs in a shuffled order (not grouped by centre).
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(0))
+    shuffled = dict(batch, centers=pairs.centers[order],
+                    neighbors=pairs.neighbors[order], shifts=pairs.shifts[order])
     a = evaluate(model, batch, virial=True)
-    b = evaluate(model, with_list, virial=True)
-    for key in ("energy", "forces", "virial"):
-        assert float((a[key] - b[key]).abs().max()) < 1e-12
+    for other in (with_list, shuffled):
+        b = evaluate(model, other, virial=True)
+        for key in ("energy", "forces", "virial"):
+            assert float((a[key] - b[key]).abs().max()) < 1e-12
 
 
 def test_float32_model_agrees_with_float64():
