@@ -108,7 +108,8 @@ class Simulation:
             half=bool(getattr(potential, "uses_half_list", False)),
         )
         self.n_force_calls = 0
-        self.force_seconds = 0.0
+        self.force_seconds = 0.0  # in force calls, neighbour lists included
+        self.neighbor_seconds = 0.0  # in neighbour-list updates
         self._next_virial = False
         if self.remove_com_motion:
             self._remove_com()
@@ -134,6 +135,7 @@ class Simulation:
         pairs = self.neighbors.update(
             state.positions, state.cell, state.pbc, state.structure_index
         )
+        self.neighbor_seconds += time.perf_counter() - start
         batch = state.batch()
         prefix = "half_" if self.neighbors.half else ""
         batch[prefix + "centers"] = pairs.centers
