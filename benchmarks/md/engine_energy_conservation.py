@@ -84,9 +84,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     logging.basicConfig(level=logging.INFO)
-    results = [run(s, args.ps, args.seed, args.compile) for s in ("force_shift", "energy_shift")]
+    results = [
+        run(smoothing, args.ps, args.seed, args.compile)
+        for smoothing in ("force_shift", "energy_shift")
+    ]
     for r in results:
-        print(f"{r['smoothing']:>13}: relative drift {r['relative_drift_per_ns']:.2e}/ns"
+        print(f"{r['smoothing']:>13}: "
+              f"relative drift {r['relative_drift_per_ns']:.2e}/ns"
               f" ({r['drift_eV_per_atom_per_ps']:.2e} eV/atom/ps), "
               f"{r['neighbour_list_builds_in_nve']} list builds, "
               f"{r['atoms_outside_the_box_at_end']} atoms outside the box")

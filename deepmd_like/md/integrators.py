@@ -157,11 +157,16 @@ class Langevin(VelocityVerlet):
         self._kick(state, half)
 
 
-def _sum_of_squared_normals(owner: torch.Tensor, n: int, state: MDState) -> torch.Tensor:
+def _sum_of_squared_normals(
+    owner: torch.Tensor, n: int, state: MDState
+) -> torch.Tensor:
     """For each of ``n`` structures, a sum of squared standard normals, one
     for each entry of ``owner`` that names it."""
     noise = torch.randn(
-        owner.shape[0], generator=state.generator, dtype=state.dtype, device=state.device
+        owner.shape[0],
+        generator=state.generator,
+        dtype=state.dtype,
+        device=state.device,
     )
     out = torch.zeros(n, dtype=state.dtype, device=state.device)
     return out.index_add_(0, owner, noise * noise)
@@ -300,13 +305,14 @@ class NoseHooverChain(VelocityVerlet):
             n_chains = state.n_structures
             chain_dof = self.dof
         shape = (n_chains, self.chain_length)
-        masses = torch.full(shape, kT * tau * tau, dtype=state.dtype, device=state.device)
+        options = {"dtype": state.dtype, "device": state.device}
+        masses = torch.full(shape, kT * tau * tau, **options)
         masses[:, 0] = chain_dof.clamp(min=1.0) * kT * tau * tau
         self._q = masses
         self._kT = kT
         self._target = chain_dof * kT
         if self.chain_velocity is None or self.chain_velocity.shape != shape:
-            self.chain_velocity = torch.zeros(shape, dtype=state.dtype, device=state.device)
+            self.chain_velocity = torch.zeros(shape, **options)
             self.chain_position = torch.zeros_like(self.chain_velocity)
 
     def _chain_kinetic(self, state: MDState) -> torch.Tensor:

@@ -204,7 +204,8 @@ class LennardJones(torch.nn.Module):
                 shifts = batch["half_shifts"]
             else:
                 keep = half_pairs_of(full.centers, full.neighbors, full.shifts)
-                i, j, shifts = full.centers[keep], full.neighbors[keep], full.shifts[keep]
+                i, j = full.centers[keep], full.neighbors[keep]
+                shifts = full.shifts[keep]
             cache = {
                 "key": key,
                 "i": i.contiguous(),

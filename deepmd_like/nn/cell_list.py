@@ -285,11 +285,13 @@ def half_neighbor_list(
                     float(cutoff),
                 )
                 keep = half_pairs_of(full.centers, full.neighbors, full.shifts)
-                i, j, shift = full.centers[keep], full.neighbors[keep], full.shifts[keep]
+                i, j = full.centers[keep], full.neighbors[keep]
+                shift = full.shifts[keep]
             parts_i.append(members[i])
             parts_j.append(members[j])
             parts_s.append(shift)
     if not parts_i:
         empty = torch.zeros(0, dtype=torch.long, device=device)
-        return empty, empty.clone(), torch.zeros(0, 3, dtype=positions.dtype, device=device)
+        shifts = torch.zeros(0, 3, dtype=positions.dtype, device=device)
+        return empty, empty.clone(), shifts
     return torch.cat(parts_i), torch.cat(parts_j), torch.cat(parts_s)

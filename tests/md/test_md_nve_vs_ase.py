@@ -6,7 +6,6 @@ import torch
 from ase import units
 from ase.build import bulk
 from ase.calculators.lj import LennardJones as AseLennardJones
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.md.verlet import VelocityVerlet as AseVelocityVerlet
 
 from deepmd_like.md import LennardJones, Simulation, VelocityVerlet
@@ -20,7 +19,10 @@ def _liquid_argon(seed):
     atoms = bulk("Ar", "fcc", a=5.26, cubic=True).repeat(3)
     rng = np.random.default_rng(seed)
     atoms.positions += rng.normal(0.0, 0.1, atoms.positions.shape)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=120.0, rng=rng)
+    # Maxwell-Boltzmann momenta at 120 K.
+    masses = atoms.get_masses()[:, None]
+    atoms.set_momenta(rng.normal(0.0, 1.0, (len(atoms), 3))
+                      * np.sqrt(masses * units.kB * 120.0))
     return atoms
 
 

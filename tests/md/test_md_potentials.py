@@ -8,7 +8,8 @@ from ase import Atoms
 
 from deepmd_like.errors import UserError
 from deepmd_like.md import LennardJones, SumPotential
-from deepmd_like.md.forces import _autograd_evaluate, compute_forces
+from deepmd_like.md.forces import compute_forces
+from deepmd_like.nn.evaluate import evaluate
 from deepmd_like.md.state import state_from_atoms
 
 
@@ -33,7 +34,7 @@ def test_analytic_forces_and_virial_equal_autograd(smoothing):
     potential = LennardJones(0.0104, 2.0, 5.5, smoothing=smoothing)
     batch = _batch()
     analytic = potential.energy_and_forces(batch, virial=True)
-    reference = _autograd_evaluate(potential, batch, virial=True)
+    reference = evaluate(potential, batch, forces=True, virial=True)
     for key in ("energy", "atom_energy", "forces", "virial"):
         torch.testing.assert_close(analytic[key], reference[key],
                                    rtol=1e-10, atol=1e-12)
@@ -117,3 +118,38 @@ def test_bad_parameters_are_user_errors():
         LennardJones(0.01, 3.4, 8.5, smoothing="switch")
     with pytest.raises(UserError, match="positive"):
         LennardJones(-0.01, 3.4, 8.5)
+
+
+class AutogradOnly(torch.nn.Module):
+    """A potential without analytic forces (the engine must use autograd and
+    the full neighbour list)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.cutoff = inner.cutoff
+        self.type_map = inner.type_map
+
+    def forward(self, batch):
+        return self.inner(batch)
+
+
+def test_engine_with_autograd_potential_follows_the_analytic_one():
+    from ase.build import bulk
+
+    from deepmd_like.md import Simulation, VelocityVerlet
+
+    atoms = bulk("Ar", "fcc", a=5.3, cubic=True).repeat(2)
+    atoms.positions += np.random.default_rng(4).normal(0, 0.1, atoms.positions.shape)
+    runs = []
+    for potential in (LennardJones(0.0104, 3.4, 6.0),
+                      AutogradOnly(LennardJones(0.0104, 3.4, 6.0))):
+        sim = Simulation(atoms, potential, VelocityVerlet(4.0), skin=0.4, seed=1)
+        assert sim.neighbors.half == hasattr(potential, "energy_and_forces")
+        sim.initialize_velocities(150.0)
+        sim.run(40)
+        runs.append(sim)
+    torch.testing.assert_close(runs[0].state.positions, runs[1].state.positions,
+                               rtol=0, atol=1e-10)
+    torch.testing.assert_close(runs[0].observables()["pressure"],
+                               runs[1].observables()["pressure"], rtol=1e-10, atol=0)
