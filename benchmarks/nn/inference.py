@@ -60,7 +60,8 @@ import torch
 from ase import Atoms
 from ase.calculators.calculator import all_changes
 from deepmd.calculator import DP
-model, frame, threads, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+model, frame = sys.argv[1], sys.argv[2]
+threads, repeats = int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
 data = np.load(frame)
 atoms = Atoms(numbers=data["numbers"], positions=data["positions"], cell=data["cell"],
@@ -177,7 +178,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2,
                         help="interleaved rounds; the best round's median is kept")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--dp-venv", default=str(REPO / "benchmarks" / "_work" / "dpvenv"))
+    parser.add_argument("--dp-venv",
+                        default=str(REPO / "benchmarks" / "_work" / "dpvenv"))
     parser.add_argument("--no-deepmd", action="store_true")
     parser.add_argument("-o", "--output", default=str(Path(__file__).with_name(
         "results.json")))

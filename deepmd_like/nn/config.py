@@ -254,7 +254,9 @@ def _descriptor(section: Any, n_types: int, where: str) -> DescriptorConfig:
     if config.rcut <= 0:
         raise UserError(f"{key}.rcut: must be positive, got {config.rcut}")
     if config.rcut_smth < 0:
-        raise UserError(f"{key}.rcut_smth: must not be negative, got {config.rcut_smth}")
+        raise UserError(
+            f"{key}.rcut_smth: must not be negative, got {config.rcut_smth}"
+        )
     if config.rcut_smth >= config.rcut:
         raise UserError(
             f"{key}.rcut_smth ({config.rcut_smth}) must be smaller than "

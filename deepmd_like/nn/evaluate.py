@@ -80,7 +80,7 @@ def evaluate(
     if forces:
         grad = grads[0]
         out["forces"] = (
-            -grad.to(positions.dtype) if grad is not None else torch.zeros_like(positions)
+            -grad if grad is not None else torch.zeros_like(positions)
         )
         k = 1
     if virial:

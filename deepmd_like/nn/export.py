@@ -85,7 +85,9 @@ def _metadata(model: EnergyModel) -> dict:
     }
 
 
-def freeze(model: EnergyModel, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def freeze(
+    model: EnergyModel, path: str | os.PathLike, overwrite: bool = False
+) -> Path:
     """Write a model as a frozen TorchScript file (atomically).
 
     Parameters

@@ -269,8 +269,8 @@ class EnergyModel(nn.Module):
 
         A fine table covers pair distances from ``min_distance`` to the
         cutoff, a ten times coarser one down to ``min_distance / 5``; closer
-        pairs are extrapolated with a warning. Energies and forces agree with the exact nets to
-        about 1e-10 relative with the default step. A compressed model is for
+        pairs are extrapolated with a warning. Energies and forces agree
+        with the exact nets to about 1e-10 relative with the default step. A compressed model is for
         inference (MD, ``dpl test``): its forces are not differentiable again.
 
         Parameters
@@ -430,8 +430,8 @@ class EnergyModel(nn.Module):
             index = batch["structure_index"].cpu()
             n_structures = int(batch["energy"].shape[0])
             table = torch.zeros(n_structures, n_types, dtype=torch.float64)
-            table.index_put_((index, types), torch.ones_like(index, dtype=torch.float64),
-                             accumulate=True)
+            ones = torch.ones_like(index, dtype=torch.float64)
+            table.index_put_((index, types), ones, accumulate=True)
             keep = batch.get("has_energy")
             energy = batch["energy"].cpu().to(torch.float64)
             if keep is not None:

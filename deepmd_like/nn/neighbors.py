@@ -86,7 +86,9 @@ def _check_cell(cell: torch.Tensor, pbc: torch.Tensor, structure: int) -> None:
         )
 
 
-def _minimum_image_applies(cell: torch.Tensor, pbc: torch.Tensor, cutoff: float) -> bool:
+def _minimum_image_applies(
+    cell: torch.Tensor, pbc: torch.Tensor, cutoff: float
+) -> bool:
     """An orthorhombic, fully periodic box at least two cutoffs wide."""
     if not bool(pbc.all()):
         return False

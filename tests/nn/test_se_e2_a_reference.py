@@ -112,7 +112,8 @@ def test_descriptor_statistics_and_energy_match_the_definition(type_one_side):
             energy = fitting[types[atom]](torch.tensor(descriptor.reshape(1, -1)))
         expected.append(float(energy) + [-3.0, -0.7][types[atom]])
     out = evaluate(model, make_batch([structure]), forces=False)
-    assert np.allclose(out["atom_energy"].detach().numpy(), expected, rtol=1e-12, atol=0)
+    computed = out["atom_energy"].detach().numpy()
+    assert np.allclose(computed, expected, rtol=1e-12, atol=0)
 
 
 def test_dense_layers_follow_the_residual_rules():
