@@ -70,8 +70,8 @@ class ThermoReporter:
 
     Columns: ``step``, ``time_fs``, ``Epot_eV``, ``Ekin_eV``, ``Etot_eV``,
     ``Econserved_eV`` (total energy plus the heat given to a thermostat;
-    constant in a correct run), ``T_K``; ``P_GPa`` for fully periodic
-    systems; ``replica`` first when there are several structures; and with
+    constant in a correct run), ``T_K``; ``P_GPa`` and the volume ``V_A3``
+    for fully periodic systems; ``replica`` first when there are several structures; and with
     an ensemble of models DeePMD-kit's model deviation of the forces
     (``max_devi_f_eV/A``, ``min_devi_f_eV/A``, ``avg_devi_f_eV/A``).
 
@@ -106,7 +106,7 @@ class ThermoReporter:
         columns = ["step", "time_fs", "Epot_eV", "Ekin_eV", "Etot_eV", "Econserved_eV"]
         columns.append("T_K")
         if periodic:
-            columns.append("P_GPa")
+            columns += ["P_GPa", "V_A3"]
         if ensemble is not None:
             columns += ["max_devi_f_eV/A", "min_devi_f_eV/A", "avg_devi_f_eV/A"]
         if self.n_structures > 1:
@@ -128,6 +128,7 @@ class ThermoReporter:
         }
         if self.periodic:
             columns["P_GPa"] = observables["pressure"] * EV_PER_A3_TO_GPA
+            columns["V_A3"] = observables["volume"]
         if self.ensemble is not None:
             deviation = self.ensemble.last_deviation
             columns["max_devi_f_eV/A"] = deviation["max"]

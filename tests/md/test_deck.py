@@ -169,7 +169,7 @@ def test_run_writes_consistent_thermo_trajectory_and_analysis(tmp_path, capsys):
 
     rows = np.genfromtxt(out / "thermo.csv", delimiter=",", names=True)
     header = (out / "thermo.csv").read_text().splitlines()[0]
-    assert header == "step,time_fs,Epot_eV,Ekin_eV,Etot_eV,Econserved_eV,T_K,P_GPa"
+    assert header == "step,time_fs,Epot_eV,Ekin_eV,Etot_eV,Econserved_eV,T_K,P_GPa,V_A3"
     assert rows["step"].tolist() == list(range(0, 81, 5))
     np.testing.assert_allclose(rows["time_fs"], rows["step"] * 5.0)
     np.testing.assert_allclose(rows["Etot_eV"], rows["Epot_eV"] + rows["Ekin_eV"],
@@ -314,3 +314,51 @@ def test_argon_deck_is_valid(repo_root):
     assert [s.ensemble for s in deck.stages] == ["NVT", "NVT", "NVE"]
     atoms = prepare(deck).atoms
     assert len(atoms) == 864
+
+
+def test_ensemble_deck_logs_model_deviation(tmp_path):
+    from deepmd_like.nn.export import freeze
+    from test_calculator import small_model
+
+    for seed in (1, 2):
+        freeze(small_model(seed), tmp_path / f"m{seed}.pt")
+    data = {
+        "structure": {"file": "w.extxyz", "min_distance_A": 0.7},
+        "potential": {"model": ["m1.pt", "m2.pt"]},
+        "timestep_fs": 0.5,
+        "stages": [{"steps": 4, "thermostat": "bussi", "temperature_K": 300.0}],
+        "reporters": {"thermo": {"interval": 2}, "trajectory": {"interval": 0},
+                      "progress": False},
+    }
+    from test_calculator import water_cluster
+
+    write(tmp_path / "w.extxyz", water_cluster())
+    deck = write_deck(tmp_path, data)
+    assert main(["md", str(deck), "-o", str(tmp_path / "out")]) == 0
+    rows = np.genfromtxt(tmp_path / "out" / "thermo.csv", delimiter=",", names=True,
+                         deletechars="")
+    assert rows.dtype.names[-3:] == ("max_devi_f_eV/A", "min_devi_f_eV/A",
+                                     "avg_devi_f_eV/A")
+    assert np.all(rows["max_devi_f_eV/A"] >= rows["avg_devi_f_eV/A"])
+    assert np.all(rows["avg_devi_f_eV/A"] >= rows["min_devi_f_eV/A"])
+    assert rows["max_devi_f_eV/A"][0] > 0
+    run = yaml.safe_load((tmp_path / "out" / "run.json").read_text())
+    assert run["potential"].startswith("ensemble:")
+
+
+def test_npt_stage_changes_the_volume(tmp_path):
+    data = small_deck(stages=[{"name": "npt", "steps": 60, "thermostat": "bussi",
+                               "temperature_K": 94.4, "barostat":
+                               "stochastic_cell_rescaling", "pressure_GPa": 0.5,
+                               "barostat_time_fs": 200.0}])
+    deck = write_deck(tmp_path, data)
+    assert main(["md", str(deck), "-o", str(tmp_path / "out")]) == 0
+    rows = np.genfromtxt(tmp_path / "out" / "thermo.csv", delimiter=",", names=True)
+    # Compressed at 0.5 GPa from a state near zero pressure: it shrinks.
+    assert rows["V_A3"][-1] < rows["V_A3"][0]
+    assert rows["P_GPa"][0] < 0.5
+    with pytest.raises(UserError, match="bussi"):
+        deck_from_dict(small_deck(stages=[{"steps": 5, "thermostat": "langevin",
+                                           "temperature_K": 90.0,
+                                           "barostat": "stochastic_cell_rescaling",
+                                           "pressure_GPa": 0.1}]))

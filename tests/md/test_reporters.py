@@ -33,7 +33,7 @@ def test_thermo_columns_for_replicas_and_values(tmp_path):
     sim.run(10, [thermo])
     lines = (tmp_path / "t.csv").read_text().splitlines()
     assert lines[0] == (
-        "step,replica,time_fs,Epot_eV,Ekin_eV,Etot_eV,Econserved_eV,T_K,P_GPa"
+        "step,replica,time_fs,Epot_eV,Ekin_eV,Etot_eV,Econserved_eV,T_K,P_GPa,V_A3"
     )
     rows = np.genfromtxt(tmp_path / "t.csv", delimiter=",", names=True)
     assert rows["step"].tolist() == [0, 0, 5, 5, 10, 10]
