@@ -5,7 +5,9 @@
 
 The first form pretrains, optimises and evaluates the wavefunction in OUTDIR
 (default a fresh ``runs/vmc-NAME-*`` folder). ``--restart`` continues a
-killed run from OUTDIR/checkpoint.pt; ``--evaluate-only`` measures the energy
+killed run from OUTDIR/checkpoint.pt (or, after ``optimizer.steps`` was raised
+in INPUT.yaml, trains a finished run on and evaluates it again);
+``--evaluate-only`` measures the energy
 of a trained checkpoint again, continuing from its walkers. ``--reference``
 computes Hartree–Fock, CCSD(T) and (for small systems) FCI energies with
 PySCF for the same molecule instead, into OUTDIR/reference.json.

@@ -548,6 +548,11 @@ def run_from_config(
     run = VMCRun(config, outdir, where)
     if restart or evaluate_only:
         run.load()
+    done_training = run.stage in ("evaluate", "done")
+    if restart and done_training and len(run.train_rows) < config.optimizer.steps:
+        # optimizer.steps was raised after the run: train on, then evaluate anew.
+        run.stage, run.step, run.evaluate_rows = "train", len(run.train_rows), []
+        run.wall_s["evaluate"] = 0.0
     if evaluate_only:
         if run.stage in ("pretrain", "burn_in"):
             raise UserError(

@@ -170,3 +170,15 @@ def test_hartree_fock_orbitals_match_pyscf(tmp_path):
     expected = mol.eval_gto("GTOval_cart", points) @ up
     got = orbitals.basis(torch.tensor(points)) @ orbitals.coeff_up
     assert np.allclose(got.numpy(), expected, atol=1e-12)
+
+
+def test_restart_with_more_steps_trains_on(tmp_path):
+    config = config_from_dict(TINY)
+    vmc_run.run_from_config(config, tmp_path / "run", progress=False)
+    longer = config_from_dict({**TINY, "optimizer": {"steps": 8}})
+    result = vmc_run.run_from_config(
+        longer, tmp_path / "run", restart=True, progress=False
+    )
+    rows = _rows(tmp_path / "run" / "train.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 9))
+    assert result["train_steps"] == 8 and result["evaluate_steps"] == 6
