@@ -202,24 +202,30 @@ def structure_pairs(
             exact = (delta * delta).sum(-1) < cutoff_sq
             keep = ~near_cut | exact
             i, j, which = i[keep], j[keep], which[keep]
+        if half:
+            keys.append((i, j, which))
+            continue
         # Encode each pair as one integer (centre, neighbour, image) so that
         # a single sort of integers orders the list with no gathers.
         code = image_code[which]
+        mirrored = which % n_stencil != 0
+        mirror_code = 26 - code[mirrored]
         keys.append((i * n_atoms + j) * 27 + code)
-        if not half:
-            mirrored = which % n_stencil != 0
-            mirror_code = 26 - code[mirrored]
-            keys.append((j[mirrored] * n_atoms + i[mirrored]) * 27 + mirror_code)
+        keys.append((j[mirrored] * n_atoms + i[mirrored]) * 27 + mirror_code)
 
-    key = torch.cat(keys)
-    if not half:
-        key = torch.sort(key).values
-    code = key % 27
-    pair = key // 27
-    i = pair // n_atoms
-    j = pair - i * n_atoms
-    digits = torch.stack([code // 9, (code // 3) % 3, code % 3], 1)
-    shift = (digits - 1).to(dtype)
+    if half:
+        i = torch.cat([part[0] for part in keys])
+        j = torch.cat([part[1] for part in keys])
+        which = torch.cat([part[2] for part in keys])
+        shift = image_f.reshape(-1, 3).index_select(0, which)
+    else:
+        key = torch.sort(torch.cat(keys)).values
+        code = key % 27
+        pair = key // 27
+        i = pair // n_atoms
+        j = pair - i * n_atoms
+        digits = torch.stack([code // 9, (code // 3) % 3, code % 3], 1)
+        shift = (digits - 1).to(dtype)
     if periodic and bool(offsets.any()):
         # Back to the caller's unwrapped coordinates.
         shift = shift - offsets.index_select(0, j) + offsets.index_select(0, i)
