@@ -86,3 +86,29 @@ def test_batched_replicas_move_as_if_alone():
             atol=1e-10,
         )
     assert together.state.positions.dtype == torch.float64
+
+
+def test_energy_error_of_velocity_verlet_scales_with_dt_squared():
+    """Total-energy fluctuations of velocity Verlet shrink as dt^2, with a
+    smooth (force-shifted) cutoff and the neighbour-list skin in play."""
+    spreads = []
+    for dt in (1.0, 2.0):
+        atoms = _liquid_argon(4)
+        sim = Simulation(atoms, LennardJones(EPSILON, SIGMA, CUTOFF,
+                                             smoothing="force_shift"),
+                         VelocityVerlet(dt), skin=0.5)
+
+        class Log:
+            interval = 1
+            values = []
+
+            def report(self, simulation, observables):
+                self.values.append(float(observables["total_energy"][0]))
+
+        log = Log()
+        log.values = []
+        sim.run(int(400 / dt), reporters=[log])
+        spreads.append(np.std(log.values))
+        assert sim.neighbors.n_builds > 1
+    assert 3.0 < spreads[1] / spreads[0] < 5.0
+    assert spreads[1] < 2e-4 * len(atoms) * EPSILON
