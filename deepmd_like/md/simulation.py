@@ -238,7 +238,11 @@ class Simulation:
         self._ensure_forces(virial=self.integrator.needs_virial)
         self.integrator.step(self.state, self.compute_forces)
         if self.remove_com_motion:
+            before = self.state.kinetic_energy()
             self._remove_com()
+            heat = getattr(self.integrator, "heat", None)
+            if heat is not None:
+                heat += before - self.state.kinetic_energy()
         self.state.step += 1
         self.state.time_fs += self.integrator.timestep_fs
 

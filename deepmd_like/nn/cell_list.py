@@ -48,6 +48,21 @@ def _bins_per_direction(
     return counts if min(counts) >= 3 else None
 
 
+def _fewer_bins(
+    counts: list[int] | None, n_atoms: int, minimum: int
+) -> list[int] | None:
+    """Merge bins (keeping at least ``minimum`` per direction) so that there
+    are not many more bins than atoms: a dilute system must not cost memory
+    in empty bins. Wider bins stay correct, only less selective."""
+    if counts is None:
+        return None
+    limit = max(27, 2 * n_atoms)
+    while math.prod(counts) > limit and max(counts) > minimum:
+        k = counts.index(max(counts))
+        counts[k] = max(minimum, counts[k] // 2)
+    return counts
+
+
 def applicable(cell: torch.Tensor, pbc: torch.Tensor, cutoff: float) -> bool:
     """Whether a structure can be searched with a cell list.
 
@@ -95,7 +110,7 @@ def structure_pairs(
     n_atoms = positions.shape[0]
     periodic = bool(pbc.any())
     if periodic:
-        counts = _bins_per_direction(cell, pbc, cutoff)
+        counts = _fewer_bins(_bins_per_direction(cell, pbc, cutoff), n_atoms, 3)
         if counts is None:
             raise ValueError(
                 "cell list needs a fully periodic cell at least three cutoffs "
@@ -110,10 +125,12 @@ def structure_pairs(
     else:
         lower = positions.min(0).values
         extent = positions.max(0).values - lower
-        n_bins = torch.clamp(torch.floor(extent / cutoff).long(), min=1)
+        counts = [max(1, int(math.floor(float(e) / cutoff))) for e in extent]
+        n_bins = torch.tensor(_fewer_bins(counts, n_atoms, 1), device=device)
         offsets = torch.zeros_like(positions)
         wrapped = positions
-        coords = torch.floor((positions - lower) / cutoff).long()
+        width = (extent / n_bins.to(dtype)).clamp(min=cutoff)  # >= cutoff
+        coords = torch.floor((positions - lower) / width).long()
     coords = torch.minimum(coords.clamp(min=0), n_bins - 1)
 
     # Sort atoms into a padded table (n_bins, max_per_bin).

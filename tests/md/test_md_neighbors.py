@@ -163,3 +163,23 @@ def test_energy_unchanged_by_wrapping_and_lattice_translations():
         assert torch.allclose(moved_forces, forces, atol=1e-10)
     value, _ = energy(fractional - np.floor(fractional) - 3.0)
     assert abs(value - reference) < 1e-10 * abs(reference)
+
+
+@pytest.mark.parametrize("periodic", [True, False])
+def test_cell_list_in_a_dilute_system(periodic, monkeypatch):
+    """Far more bins than atoms would fit: bins are merged, result unchanged."""
+    rng = np.random.default_rng(9)
+    cell = _random_cell(rng, np.array([150.0, 180.0, 160.0]))
+    positions = torch.tensor(rng.uniform(0.0, 1.0, (300, 3)) @ cell)
+    # A few close pairs, so the list is not empty.
+    positions[1::2] = positions[::2] + torch.tensor(rng.normal(0, 1.0, (150, 3)))
+    pbc = torch.full((1, 3), periodic)
+    cells = torch.tensor(cell)[None] if periodic else torch.zeros(1, 3, 3,
+                                                                  dtype=torch.float64)
+    index = torch.zeros(300, dtype=torch.long)
+    fast = neighbors.neighbor_list(positions, cells, pbc, index, 3.0)
+    monkeypatch.setattr(neighbors, "CELL_LIST_MIN_ATOMS", 10**9)
+    slow = neighbors.neighbor_list(positions, cells, pbc, index, 3.0)
+    assert len(fast) > 50
+    for name in ("centers", "neighbors", "shifts"):
+        assert torch.equal(getattr(fast, name), getattr(slow, name))
