@@ -226,3 +226,38 @@ def test_global_nose_hoover_chain_conserves_its_extended_energy():
     assert drift < 1e-2
     # ... while the thermostat did work: heat flowed both ways.
     assert float(chain.heat.abs().max()) > 0.1 * kT
+
+
+@pytest.mark.parametrize("kind", ["langevin", "bussi", "nose_hoover_global"])
+def test_effective_energy_is_conserved_in_a_liquid(kind):
+    """E_pot + E_kin + heat given to the bath stays constant while the
+    total energy itself exchanges far more with the bath."""
+    from ase.build import bulk
+
+    from deepmd_like.md import LennardJones
+
+    atoms = bulk("Ar", "fcc", a=5.3, cubic=True).repeat(2)
+    atoms.positions += np.random.default_rng(1).normal(0, 0.1, atoms.positions.shape)
+    integrator = {
+        "langevin": Langevin(2.0, 120.0, friction_per_fs=0.02),
+        "bussi": Bussi(2.0, 120.0, tau_fs=40.0),
+        "nose_hoover_global": NoseHooverChain(2.0, 120.0, tau_fs=40.0),
+    }[kind]
+    sim = Simulation(atoms, LennardJones(0.0104, 3.4, 6.0, smoothing="force_shift"),
+                     integrator, skin=0.5, seed=2, remove_com_motion=True)
+    sim.initialize_velocities(40.0)  # far from 120 K: the bath must work
+
+    class Log:
+        interval = 5
+
+        def __init__(self):
+            self.total, self.conserved = [], []
+
+        def report(self, simulation, observables):
+            self.total.append(float(observables["total_energy"][0]))
+            self.conserved.append(float(observables["conserved_energy"][0]))
+
+    log = Log()
+    sim.run(1000, reporters=[log])
+    assert np.ptp(log.total) > 0.1  # eV: heat flowed in
+    assert np.ptp(log.conserved) < 0.02 * np.ptp(log.total)
