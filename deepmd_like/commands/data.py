@@ -30,7 +30,9 @@ def register(subparsers) -> None:
     )
     convert.add_argument("--ase-format", metavar="NAME",
                          help="ASE format name, e.g. vasp-out, espresso-out")
-    convert.add_argument("--energy-unit", metavar="U", help="e.g. eV, Hartree, kcal/mol")
+    convert.add_argument(
+        "--energy-unit", metavar="U", help="e.g. eV, Hartree, kcal/mol"
+    )
     convert.add_argument("--force-unit", metavar="U", help="e.g. eV/Å, Hartree/Bohr")
     convert.add_argument("--length-unit", metavar="U", help="e.g. Angstrom, Bohr, nm")
     convert.add_argument("--stress-unit", metavar="U", help="e.g. eV/Å^3, GPa, kbar")
@@ -60,11 +62,13 @@ def register(subparsers) -> None:
     )
     check.add_argument("file", metavar="FILE.h5")
     check.add_argument("--min-distance", type=float, default=0.1, metavar="Å")
-    check.add_argument("--outlier-sigma", type=float, default=10.0, metavar="Z",
-                       help="robust z-score limit of per-atom energies (default 10)")
+    check.add_argument("--outlier-sigma", type=float, default=20.0, metavar="Z",
+                       help="robust z-score limit of per-atom energies (default 20)")
     check.set_defaults(func=_check)
 
-    split = sub.add_parser("split", help="split into PREFIX.train.h5 and PREFIX.valid.h5")
+    split = sub.add_parser(
+        "split", help="split into PREFIX.train.h5 and PREFIX.valid.h5"
+    )
     split.add_argument("file", metavar="FILE.h5")
     split.add_argument("--validation", type=float, required=True, metavar="FRACTION")
     split.add_argument("--by", choices=("frames", "systems"), default="frames")

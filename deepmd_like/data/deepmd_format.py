@@ -64,7 +64,7 @@ def _element_numbers(names: Sequence[str], source: str) -> np.ndarray:
     return np.array(numbers, dtype=np.int64)
 
 
-def _load(path: Path, frames_hint: int | None = None) -> np.ndarray:
+def _load(path: Path) -> np.ndarray:
     try:
         if path.suffix == ".npy":
             return np.load(path, allow_pickle=False)

@@ -21,6 +21,7 @@ from typing import Any, Iterator, Mapping
 
 import h5py
 import numpy as np
+from numpy.typing import ArrayLike
 
 from deepmd_like.data import journal as _journal
 from deepmd_like.data.schema import (
@@ -202,16 +203,16 @@ class DatasetWriter:
     def add_system(
         self,
         name: str,
-        atomic_numbers,
-        positions,
-        energy=None,
-        forces=None,
-        cell=None,
-        pbc=(False, False, False),
-        virial=None,
-        has_energy=None,
-        has_forces=None,
-        has_virial=None,
+        atomic_numbers: ArrayLike,
+        positions: ArrayLike,
+        energy: ArrayLike | None = None,
+        forces: ArrayLike | None = None,
+        cell: ArrayLike | None = None,
+        pbc: ArrayLike = (False, False, False),
+        virial: ArrayLike | None = None,
+        has_energy: ArrayLike | None = None,
+        has_forces: ArrayLike | None = None,
+        has_virial: ArrayLike | None = None,
         attrs: Mapping[str, Any] | None = None,
     ) -> None:
         """Add a new system with its first frames.
@@ -284,14 +285,14 @@ class DatasetWriter:
     def append_frames(
         self,
         name: str,
-        positions,
-        energy=None,
-        forces=None,
-        cell=None,
-        virial=None,
-        has_energy=None,
-        has_forces=None,
-        has_virial=None,
+        positions: ArrayLike,
+        energy: ArrayLike | None = None,
+        forces: ArrayLike | None = None,
+        cell: ArrayLike | None = None,
+        virial: ArrayLike | None = None,
+        has_energy: ArrayLike | None = None,
+        has_forces: ArrayLike | None = None,
+        has_virial: ArrayLike | None = None,
     ) -> None:
         """Append frames to an existing system (same atoms, same order).
 

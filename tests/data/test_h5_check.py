@@ -90,3 +90,35 @@ def test_min_distance_flag(tmp_path, capsys):
     assert main(["data", "check", str(path), "--min-distance", "1.0"]) == 0
     assert main(["data", "check", str(path), "--min-distance", "3.0"]) == 2
     assert "close-atoms" in capsys.readouterr().out
+
+
+def test_outlier_among_many_small_compositions(tmp_path, capsys):
+    """One frame per formula: outliers are judged against a per-element fit."""
+    rng = np.random.default_rng(5)
+    mu = {1: -13.6, 6: -1030.0, 8: -2040.0}
+    path = tmp_path / "formulas.h5"
+    with DatasetWriter(path, journal=False) as writer:
+        for k in range(12):
+            numbers = np.array([6] * (1 + k % 3) + [1] * (2 + k % 5) + [8] * (k % 2))
+            n = len(numbers)
+            # Atoms 1.5 Å apart on a line: nothing is too close.
+            positions = np.zeros((1, n, 3))
+            positions[0, :, 0] = 1.5 * np.arange(n)
+            energy = sum(mu[z] for z in numbers) + rng.normal(0, 0.02)
+            if k == 7:
+                energy += 0.5 * n  # half an eV per atom too high
+            writer.add_system(f"f{k}", numbers, positions, energy=[energy],
+                              forces=np.zeros((1, n, 3)))
+    assert main(["data", "check", str(path)]) == 2
+    out = capsys.readouterr().out
+    assert out.count("energy-outlier: system") == 1
+    assert "energy-outlier: system f7 frame 0:" in out
+
+
+def test_real_reactive_data_passes(shared_data, tmp_path, capsys):
+    from deepmd_like.data.convert import convert
+
+    path = tmp_path / "combustion.h5"
+    convert([shared_data / "combustion_nopbc_deepmd"], path)
+    assert main(["data", "check", str(path)]) == 0
+    assert "OK: no problems found" in capsys.readouterr().out
