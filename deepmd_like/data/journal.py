@@ -27,6 +27,7 @@ fails at once instead of interleaving its changes.
 
 from __future__ import annotations
 
+import bisect
 import fcntl
 import hashlib
 import io
@@ -80,6 +81,9 @@ class OverlayFile(io.RawIOBase):
         self._fd = os.open(self.path, os.O_RDONLY)
         self.base_size = os.fstat(self._fd).st_size
         self.size = self.base_size
+        # Bytes of the file on disk from here on were cut off by a truncate:
+        # they read as zeros unless written again.
+        self.disk_limit = self.base_size
         self.pages: dict[int, bytearray] = {}
         self._pos = 0
 
@@ -107,7 +111,8 @@ class OverlayFile(io.RawIOBase):
 
     def _base_page(self, index: int) -> bytearray:
         start = index * PAGE
-        data = os.pread(self._fd, PAGE, start) if start < self.base_size else b""
+        length = max(0, min(PAGE, self.disk_limit - start))
+        data = os.pread(self._fd, length, start) if length else b""
         page = bytearray(PAGE)
         page[: len(data)] = data
         return page
@@ -130,8 +135,9 @@ class OverlayFile(io.RawIOBase):
                     end = min((end // PAGE + 1) * PAGE, self._pos + n)
                 take = end - offset
                 data = b""
-                if offset < self.base_size:
-                    data = os.pread(self._fd, take, offset)
+                if offset < self.disk_limit:
+                    length = min(take, self.disk_limit - offset)
+                    data = os.pread(self._fd, length, offset)
                 view[done : done + len(data)] = data
                 view[done + len(data) : done + take] = bytes(take - len(data))
             done += take
@@ -158,6 +164,7 @@ class OverlayFile(io.RawIOBase):
 
     def truncate(self, size: int | None = None) -> int:
         size = self._pos if size is None else size
+        self.disk_limit = min(self.disk_limit, size)
         if size < self.size:
             for index in [i for i in self.pages if i * PAGE >= size]:
                 del self.pages[index]
@@ -187,7 +194,11 @@ class OverlayFile(io.RawIOBase):
     @property
     def dirty(self) -> bool:
         """True when something differs from the file on disk."""
-        return bool(self.pages) or self.size != self.base_size
+        return (
+            bool(self.pages)
+            or self.size != self.base_size
+            or self.disk_limit != self.base_size
+        )
 
 
 def _encode_journal(original_size: int, entries: list[tuple[int, bytes]]) -> bytes:
@@ -217,6 +228,21 @@ def _decode_journal(blob: bytes) -> tuple[int, list[tuple[int, bytes]]] | None:
         entries.append((start, body[offset : offset + length]))
         offset += length
     return original_size, entries
+
+
+def _merge_entries(entries: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+    """Sorted, non-overlapping ``(offset, bytes)`` covering the same bytes."""
+    merged: list[tuple[int, bytes]] = []
+    for start, data in sorted(entries, key=lambda entry: entry[0]):
+        if merged and start <= merged[-1][0] + len(merged[-1][1]):
+            first, kept = merged[-1]
+            end = first + len(kept)
+            if start + len(data) > end:
+                kept = kept + data[end - start :]
+            merged[-1] = (first, kept)
+        else:
+            merged.append((start, data))
+    return merged
 
 
 def read_journal(path: str | os.PathLike) -> tuple[int, list[tuple[int, bytes]]] | None:
@@ -252,6 +278,10 @@ def commit(overlay: OverlayFile, sync: bool = True) -> None:
             continue
         length = min(PAGE, old_size - start)
         entries.append((start, os.pread(overlay._fd, length, start)))
+    if overlay.disk_limit < old_size:
+        # A truncate cut these bytes off; they are zeroed below.
+        cut = overlay.disk_limit
+        entries.append((cut, os.pread(overlay._fd, old_size - cut, cut)))
     blob = _encode_journal(old_size, entries)
     jpath = journal_path(path)
     fd = os.open(jpath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -265,6 +295,8 @@ def commit(overlay: OverlayFile, sync: bool = True) -> None:
     # Publish the new bytes; the journal can undo any part of this.
     fd = os.open(path, os.O_WRONLY)
     try:
+        if overlay.disk_limit < old_size:
+            os.ftruncate(fd, overlay.disk_limit)
         for index in indices:
             start = index * PAGE
             if start >= overlay.size:
@@ -279,7 +311,7 @@ def commit(overlay: OverlayFile, sync: bool = True) -> None:
     # Removing the journal is the commit point.
     os.unlink(jpath)
     _sync_dir(path.parent)
-    overlay.base_size = overlay.size
+    overlay.base_size = overlay.disk_limit = overlay.size
     overlay.pages.clear()
 
 
@@ -327,7 +359,11 @@ class RollbackView(io.RawIOBase):
         super().__init__()
         self._fd = os.open(path, os.O_RDONLY)
         self.size, entries = journal
-        self._pages = {offset // PAGE: data for offset, data in entries}
+        self._starts, self._ends, self._data = [], [], []
+        for start, data in _merge_entries(entries):
+            self._starts.append(start)
+            self._ends.append(start + len(data))
+            self._data.append(data)
         self._pos = 0
 
     def readable(self) -> bool:
@@ -354,14 +390,18 @@ class RollbackView(io.RawIOBase):
         done = 0
         while done < n:
             offset = self._pos + done
-            index, inner = divmod(offset, PAGE)
-            take = min(PAGE - inner, n - done)
-            page = self._pages.get(index)
-            data = (
-                page[inner : inner + take]
-                if page is not None
-                else os.pread(self._fd, take, offset)
-            )
+            # The saved original bytes cover offset, or disk holds them.
+            k = bisect.bisect_right(self._starts, offset) - 1
+            if k >= 0 and offset < self._ends[k]:
+                inner = offset - self._starts[k]
+                take = min(n - done, self._ends[k] - offset)
+                data = self._data[k][inner : inner + take]
+            else:
+                following = self._starts[k + 1] if k + 1 < len(self._starts) else None
+                take = n - done
+                if following is not None:
+                    take = min(take, following - offset)
+                data = os.pread(self._fd, take, offset)
             view[done : done + len(data)] = data
             view[done + len(data) : done + take] = bytes(take - len(data))
             done += take
