@@ -8,6 +8,10 @@ The public namespace::
     SystemInfo            what the reader knows about a system
     parse_data_reference  split ``FILE.h5:NAME,NAME`` into path and names
     open_h5               open a dataset file read-only, validated
+    convert, ConvertOptions   sources of any supported format -> HDF5
+    check_dataset         validation report (``dpl data check``)
+    summarise             counts and ranges (``dpl data info``)
+    split_dataset, merge_datasets, export_dataset
 
 Names are imported on first use, so a process that only writes (an MD run,
 a labelling worker) does not pay for importing torch.
@@ -26,6 +30,13 @@ _EXPORTS = {
     "SystemInfo": "deepmd_like.data.schema",
     "FORMAT_NAME": "deepmd_like.data.schema",
     "FORMAT_VERSION": "deepmd_like.data.schema",
+    "convert": "deepmd_like.data.convert",
+    "ConvertOptions": "deepmd_like.data.convert",
+    "check_dataset": "deepmd_like.data.checks",
+    "summarise": "deepmd_like.data.summary",
+    "split_dataset": "deepmd_like.data.transform",
+    "merge_datasets": "deepmd_like.data.transform",
+    "export_dataset": "deepmd_like.data.transform",
 }
 
 __all__ = sorted(_EXPORTS)

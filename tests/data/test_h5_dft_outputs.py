@@ -84,3 +84,12 @@ def test_gaussian_and_orca_in_ev(shared_data):
     # FINAL SINGLE POINT ENERGY in the file, in Hartree.
     assert orca.energy[0] == pytest.approx(-513.113388868587 * Hartree, rel=1e-9)
     assert orca.forces.shape == (1, 22, 3)
+
+
+def test_vasprun_xml_equals_outcar(shared_data):
+    folder = shared_data / "dft_outputs" / "vasp"
+    xml = _one(folder / "vasprun.h2o.md.xml")
+    outcar = _one(folder / "OUTCAR.h2o.md")
+    np.testing.assert_allclose(xml.energy, outcar.energy, rtol=1e-9)
+    np.testing.assert_allclose(xml.forces, outcar.forces, atol=1e-6)
+    np.testing.assert_allclose(xml.virial, outcar.virial, rtol=1e-4, atol=1e-4)
