@@ -131,7 +131,8 @@ def compare_with_ase(args) -> list[dict]:
                   args.water_steps, label))
     lj = LennardJones(ARGON_EPSILON, ARGON_SIGMA, 2.5 * ARGON_SIGMA,
                       smoothing="force_shift")
-    for repeat, steps in (((6, 6, 6), args.lj_steps), ((10, 10, 20), args.lj_big_steps)):
+    sizes = (((6, 6, 6), args.lj_steps), ((10, 10, 20), args.lj_big_steps))
+    for repeat, steps in sizes:
         atoms = argon_liquid(repeat=1).repeat(repeat)
         rng = np.random.default_rng(1)
         atoms.positions += rng.normal(0, 0.05, atoms.positions.shape)

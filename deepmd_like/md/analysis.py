@@ -147,7 +147,8 @@ def radial_distribution(
     g_ab(r) is the density of b atoms at distance r from an a atom divided
     by the mean density of b atoms, averaged over a atoms and frames::
 
-        g_ab(r) = V / (N_a (N_b - δ_ab)) · <Σ_{i∈a} Σ_{j∈b, j≠i} δ(r - r_ij)> / (4π r²)
+        g_ab(r) = V / (N_a (N_b - δ_ab))
+                  · <Σ_{i∈a} Σ_{j∈b, j≠i} δ(r - r_ij)> / (4π r²)
 
     so an ideal gas gives exactly 1 at every r. Distances run over all
     periodic images (not only the nearest), so ``r_max`` may exceed half of
@@ -210,10 +211,11 @@ def radial_distribution(
         volume = abs(float(np.linalg.det(cell)))
         # Every image within r_max (a full list: each ordered pair i != j).
         x = torch.as_tensor(positions[frame])
-        box = torch.as_tensor(cell)[None]
+        box = torch.tensor(np.array(cell))[None]
         pairs = neighbor_list(x, box, periodic, index, r_max, n_structures=1)
         i, j = pairs.centers.numpy(), pairs.neighbors.numpy()
-        vectors = x[pairs.neighbors] - x[pairs.centers] + pairs.shifts.to(x.dtype) @ box[0]
+        shift = pairs.shifts.to(x.dtype) @ box[0]
+        vectors = x[pairs.neighbors] - x[pairs.centers] + shift
         d = vectors.norm(dim=1).numpy()
         keep = is_a[i] & is_b[j]
         hist, _ = np.histogram(d[keep], bins=edges)

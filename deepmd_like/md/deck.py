@@ -710,7 +710,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
 
 def _build(cls: type, data: dict[str, Any], path: str) -> Any:
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls) if f.name not in ("base_dir", "source")]
+    hidden = ("base_dir", "source")
+    names = [f.name for f in dataclasses.fields(cls) if f.name not in hidden]
     kwargs = {}
     for key, value in data.items():
         if not isinstance(key, str):
@@ -943,7 +944,9 @@ def make_integrator(deck: Deck, stage: StageConfig):
             friction_per_fs=1.0 / stage.thermostat_time_fs,
         )
     if stage.thermostat == "bussi":
-        return Bussi(dt, temperature_K=stage.temperature_K, tau_fs=stage.thermostat_time_fs)
+        return Bussi(
+            dt, temperature_K=stage.temperature_K, tau_fs=stage.thermostat_time_fs
+        )
     return NoseHooverChain(
         dt,
         temperature_K=stage.temperature_K,
@@ -1116,7 +1119,9 @@ def run_deck(
     if saved is None and deck.initial_temperature_K is not None:
         sim.initialize_velocities(deck.initial_temperature_K)
 
-    ensemble = prepared.potential if isinstance(prepared.potential, EnsemblePotential) else None
+    ensemble = None
+    if isinstance(prepared.potential, EnsemblePotential):
+        ensemble = prepared.potential
     periodic = bool(np.all(prepared.atoms.pbc))
     active = []
     thermo = trajectory = None
@@ -1183,7 +1188,9 @@ def run_deck(
             end = starts[index + 1]
             while sim.state.step < end:
                 step = sim.state.step
-                target = end if interval == 0 else min(end, (step // interval + 1) * interval)
+                target = end
+                if interval > 0:
+                    target = min(end, (step // interval + 1) * interval)
                 sim.run(target - step, reporters)
                 if sim.state.step < end:
                     checkpoint(index)
@@ -1217,7 +1224,9 @@ def run_deck(
         steps_run=steps_run,
         wall_s=wall,
         ns_per_day=simulated_ns / (wall / 86400.0) if wall > 0 else math.nan,
-        force_fraction=(sim.force_seconds - force_seconds0) / wall if wall > 0 else math.nan,
+        force_fraction=(
+            (sim.force_seconds - force_seconds0) / wall if wall > 0 else math.nan
+        ),
         final_temperature_K=final_temperature,
         analysis=headline,
     )

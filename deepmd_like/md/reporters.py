@@ -71,9 +71,10 @@ class ThermoReporter:
     Columns: ``step``, ``time_fs``, ``Epot_eV``, ``Ekin_eV``, ``Etot_eV``,
     ``Econserved_eV`` (total energy plus the heat given to a thermostat;
     constant in a correct run), ``T_K``; ``P_GPa`` and the volume ``V_A3``
-    for fully periodic systems; ``replica`` first when there are several structures; and with
-    an ensemble of models DeePMD-kit's model deviation of the forces
-    (``max_devi_f_eV/A``, ``min_devi_f_eV/A``, ``avg_devi_f_eV/A``).
+    for fully periodic systems; ``replica`` second when there are several
+    structures; and with an ensemble of models DeePMD-kit's model deviation
+    of the forces (``max_devi_f_eV/A``, ``min_devi_f_eV/A``,
+    ``avg_devi_f_eV/A``).
 
     Parameters
     ----------
@@ -140,7 +141,9 @@ class ThermoReporter:
             if self.n_structures > 1:
                 row.append(str(s))
             row.append(f"{observables['time_fs']:.6f}")
-            row += [f"{values[name][s]:.10g}" for name in self.columns if name in values]
+            row += [
+                f"{values[name][s]:.10g}" for name in self.columns if name in values
+            ]
             self._rows.append(",".join(row))
 
     def flush(self) -> None:
@@ -590,7 +593,8 @@ def read_stage_trajectory(path: str | os.PathLike, stage: str, replica: int = 0)
     frames = [
         atoms
         for atoms in iread(path, index=":", format="extxyz")
-        if atoms.info.get("stage") == stage and int(atoms.info.get("replica", 0)) == replica
+        if atoms.info.get("stage") == stage
+        and int(atoms.info.get("replica", 0)) == replica
     ]
     if not frames:
         raise UserError(f"{path}: no frames of stage {stage!r}")

@@ -91,7 +91,10 @@ def test_rdf_refuses_open_systems():
 def _brute_msd(x, max_lag):
     n = x.shape[0]
     return np.array(
-        [np.mean(np.sum((x[k:] - x[: n - k]) ** 2, axis=-1)) for k in range(max_lag + 1)]
+        [
+            np.mean(np.sum((x[k:] - x[: n - k]) ** 2, axis=-1))
+            for k in range(max_lag + 1)
+        ]
     )
 
 

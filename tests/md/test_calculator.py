@@ -126,7 +126,8 @@ def test_forces_are_minus_energy_gradient(which):
         atoms.calc = DPLCalculator(small_model())
     forces = atoms.get_forces()
     assert np.abs(forces).max() > 1e-3  # not trivially zero
-    np.testing.assert_allclose(forces, numeric_forces(atoms), atol=1e-7 * max(1, np.abs(forces).max()))
+    scale = max(1, np.abs(forces).max())
+    np.testing.assert_allclose(forces, numeric_forces(atoms), atol=1e-7 * scale)
     energies = atoms.get_potential_energies()
     assert energies.sum() == pytest.approx(atoms.get_potential_energy(), rel=1e-12)
     assert atoms.calc.get_property("free_energy") == atoms.get_potential_energy()
@@ -285,7 +286,8 @@ def test_ase_velocity_verlet_conserves_energy_with_lj():
 def test_ase_langevin_thermalises_with_lj():
     atoms = argon(n=2, a=5.7, jitter=0.05)
     atoms.calc = DPLCalculator(lj(cutoff=5.5))
-    dyn = Langevin(atoms, 5.0 * units.fs, temperature_K=120.0, friction=0.02, fixcm=False,
+    dyn = Langevin(atoms, 5.0 * units.fs, temperature_K=120.0, friction=0.02,
+                   fixcm=False,
                    rng=np.random.default_rng(1))
     temps = []
     dyn.attach(lambda: temps.append(atoms.get_temperature()), interval=5)

@@ -83,7 +83,8 @@ def test_engine_langevin_and_ase_langevin_sample_the_same_fluid():
     ase_atoms = atoms.copy()
     ase_atoms.calc = DPLCalculator(lennard_jones())
     dyn = AseLangevin(
-        ase_atoms, dt * units.fs, temperature_K=temperature_K, friction=friction / units.fs,
+        ase_atoms, dt * units.fs, temperature_K=temperature_K,
+        friction=friction / units.fs,
         fixcm=False, rng=np.random.default_rng(4),
     )
     dyn.run(n_equil)

@@ -103,8 +103,12 @@ BAD_DECKS = [
 ]
 
 
-@pytest.mark.parametrize("name,change,expected", BAD_DECKS, ids=[c[0] for c in BAD_DECKS])
-def test_bad_deck_fails_with_one_line_before_writing(tmp_path, capsys, name, change, expected):
+@pytest.mark.parametrize(
+    "name,change,expected", BAD_DECKS, ids=[c[0] for c in BAD_DECKS]
+)
+def test_bad_deck_fails_with_one_line_before_writing(
+    tmp_path, capsys, name, change, expected
+):
     data = small_deck(**change(tmp_path))
     data.pop("_", None)
     deck = write_deck(tmp_path, data)
@@ -259,7 +263,10 @@ def test_sigkill_then_restart_equals_uninterrupted_run(tmp_path):
     assert torch.equal(state["positions"], reference["positions"])
     assert torch.equal(state["momenta"], reference["momenta"])
     assert (killed / "thermo.csv").read_bytes() == (whole / "thermo.csv").read_bytes()
-    with h5py.File(whole / "trajectory.h5") as a, h5py.File(killed / "trajectory.h5") as b:
+    with (
+        h5py.File(whole / "trajectory.h5") as a,
+        h5py.File(killed / "trajectory.h5") as b,
+    ):
         assert set(a["systems"]) == set(b["systems"]) == {"nvt", "nve"}
         for name in a["systems"]:
             for key in a["systems"][name]:

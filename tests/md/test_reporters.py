@@ -40,7 +40,9 @@ def test_thermo_columns_for_replicas_and_values(tmp_path):
     assert rows["replica"].tolist() == [0, 1] * 3
     obs = sim.observables()
     last = rows[-2:]
-    np.testing.assert_allclose(last["Epot_eV"], obs["potential_energy"].numpy(), rtol=1e-9)
+    np.testing.assert_allclose(
+        last["Epot_eV"], obs["potential_energy"].numpy(), rtol=1e-9
+    )
     np.testing.assert_allclose(
         last["P_GPa"], obs["pressure"].numpy() * EV_PER_A3_TO_GPA, rtol=1e-9
     )
@@ -58,7 +60,9 @@ def test_ensemble_deviation_columns_match_the_models_forces(tmp_path):
     ensemble = EnsemblePotential(models)
     atoms = argon_replicas(1)
     sim = Simulation(atoms, ensemble, VelocityVerlet(2.0))
-    thermo = rep.ThermoReporter(tmp_path / "t.csv", 1, 1, periodic=True, ensemble=ensemble)
+    thermo = rep.ThermoReporter(
+        tmp_path / "t.csv", 1, 1, periodic=True, ensemble=ensemble
+    )
     sim.run(0, [thermo])
     header = (tmp_path / "t.csv").read_text().splitlines()[0].split(",")
     assert header[-3:] == ["max_devi_f_eV/A", "min_devi_f_eV/A", "avg_devi_f_eV/A"]
@@ -73,7 +77,8 @@ def test_ensemble_deviation_columns_match_the_models_forces(tmp_path):
         forces.append(single.get_forces())
     forces = np.stack(forces)
     per_atom = np.sqrt(((forces - forces.mean(0)) ** 2).sum(-1).mean(0))
-    np.testing.assert_allclose(row[-3:], [per_atom.max(), per_atom.min(), per_atom.mean()],
+    expected = [per_atom.max(), per_atom.min(), per_atom.mean()]
+    np.testing.assert_allclose(row[-3:], expected,
                                rtol=1e-8)
     np.testing.assert_allclose(sim.state.forces.numpy(), forces.mean(0), atol=1e-12)
 
@@ -81,7 +86,9 @@ def test_ensemble_deviation_columns_match_the_models_forces(tmp_path):
 def _run_with_trajectory(tmp_path, fmt, steps, flush_every):
     sim = Simulation(argon_replicas(2), lj(), Langevin(5.0, 100.0), seed=3)
     sim.initialize_velocities(100.0)
-    traj = rep.TrajectoryReporter(tmp_path / f"t.{fmt}", 2, fmt=fmt, level_of_theory="lj")
+    traj = rep.TrajectoryReporter(
+        tmp_path / f"t.{fmt}", 2, fmt=fmt, level_of_theory="lj"
+    )
     traj.set_stage("eq", 5.0)
     positions = []
     for start in range(0, steps, flush_every):
