@@ -9,7 +9,7 @@ import pytest
 from deepmd_like.cli import main
 from deepmd_like.data.convert import convert
 
-from conftest import write_deepmd_system
+from h5_test_helpers import write_deepmd_system
 
 
 def _deepmd(tmp, **changes):

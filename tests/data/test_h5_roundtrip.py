@@ -8,7 +8,7 @@ from deepmd_like.cli import main
 from deepmd_like.data import Dataset
 from deepmd_like.data.convert import convert
 
-from conftest import write_deepmd_system
+from h5_test_helpers import random_system, write_deepmd_system  # noqa: F401
 
 
 def _load_sets(folder, name):

@@ -13,7 +13,7 @@ from ase.calculators.emt import EMT
 from deepmd_like.data import Dataset
 from deepmd_like.data.convert import ConvertOptions, convert, read_source
 
-from conftest import write_deepmd_system
+from h5_test_helpers import random_system, write_deepmd_system  # noqa: F401
 
 # One kcal/mol in eV from its definition (4.184 kJ) and the Faraday constant
 # (96.48533212 kJ/mol per eV, CODATA 2018), not from ase.units; ASE uses

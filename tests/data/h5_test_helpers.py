@@ -1,4 +1,8 @@
-"""Small synthetic inputs for the data-layer tests."""
+"""Small synthetic inputs for the data-layer tests (imported by the tests).
+
+Not a conftest.py: several test folders have helpers, and a module named
+``conftest`` imported by tests would clash between folders.
+"""
 
 from __future__ import annotations
 
