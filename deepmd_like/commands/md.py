@@ -53,7 +53,8 @@ def default_output(deck_path: str | Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepmd_like.md.deck import load_deck, run_deck
+    from deepmd_like.md.deck import load_deck
+    from deepmd_like.md.run import run_deck
 
     if args.restart and args.overwrite:
         raise UserError("--restart and --overwrite exclude each other; pick one")

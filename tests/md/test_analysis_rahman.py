@@ -9,7 +9,8 @@ D = 2.43e-5 cm²/s and the first maximum of g(r) at r = 3.7 Å (his Fig. 2).
 
 import pytest
 
-from deepmd_like.md.deck import deck_from_dict, run_deck
+from deepmd_like.md.deck import deck_from_dict
+from deepmd_like.md.run import run_deck
 
 RAHMAN_D_CM2_PER_S = 2.43e-5
 RAHMAN_FIRST_PEAK_A = 3.7

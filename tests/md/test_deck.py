@@ -18,7 +18,8 @@ from ase.io import write
 from deepmd_like.cli import main
 from deepmd_like.data import Dataset
 from deepmd_like.errors import UserError
-from deepmd_like.md.deck import deck_from_dict, load_deck, prepare
+from deepmd_like.md.deck import deck_from_dict, load_deck
+from deepmd_like.md.run import prepare
 from deepmd_like.units import KB_EV_PER_K
 
 LJ = {"lennard_jones": {"epsilon_K": 120.0, "sigma_A": 3.4, "cutoff_A": 7.0}}
@@ -308,7 +309,7 @@ def test_water_decks_run_with_a_stand_in_model(tmp_path, repo_root, name):
     deck_path.write_text(yaml.safe_dump(data))
     deck = load_deck(deck_path)
     deck.base_dir = str(source.parent)  # the structure file lives beside the deck
-    from deepmd_like.md.deck import run_deck
+    from deepmd_like.md.run import run_deck
 
     summary = run_deck(deck, tmp_path / "out", progress=False)
     assert summary.steps_run == 20
