@@ -5,7 +5,8 @@ Phys. Rev. 136, A405 (1964): 864 Lennard-Jones atoms (epsilon/k_B = 120 K,
 sigma = 3.4 Å, m = 39.95 amu), 94.4 K, 1.374 g/cm^3, potential cut at
 2.25 sigma; he found D = 2.43e-5 cm^2/s.
 
-Equilibration: Langevin, then Bussi at 94.4 K; production: NVE (as Rahman),
+Equilibration: Langevin at 300 K (melts the fcc start), Langevin then Bussi
+at 94.4 K; production: NVE (as Rahman),
 frames every 20 fs. D from the Einstein relation (MSD slope between 2 and
 10 ps), g(r) first peak by a parabola through the highest bins.
 
@@ -56,9 +57,12 @@ def main() -> None:
     atoms = argon_liquid(1.374)
     sim = Simulation(atoms, potential, Langevin(dt, 94.4, friction_per_fs=0.02),
                      skin=1.0, seed=args.seed, remove_com_motion=True)
-    sim.initialize_velocities(94.4)
+    sim.initialize_velocities(300.0)
     start = time.perf_counter()
-    sim.run(2500)  # 5 ps: melt the lattice
+    sim.set_integrator(Langevin(dt, 300.0, friction_per_fs=0.02))
+    sim.run(1500)  # 3 ps at 300 K: melt the lattice
+    sim.set_integrator(Langevin(dt, 94.4, friction_per_fs=0.02))
+    sim.run(2500)  # 5 ps: cool to 94.4 K
     sim.set_integrator(Bussi(dt, 94.4, tau_fs=200.0))
     sim.run(5000)  # 10 ps
     sim.set_integrator(VelocityVerlet(dt))
