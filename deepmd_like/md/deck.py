@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -552,7 +553,9 @@ class Deck:
     def resolve(self, name: str) -> Path:
         """A file name from the deck, relative to the deck's folder."""
         path = Path(name).expanduser()
-        return path if path.is_absolute() else Path(self.base_dir) / path
+        if not path.is_absolute():
+            path = Path(self.base_dir) / path
+        return Path(os.path.normpath(path))
 
     @property
     def total_steps(self) -> int:
