@@ -90,9 +90,52 @@ class CheckReport:
 
 
 def _close_pairs(positions, cell, pbc, min_distance) -> list[tuple[int, int, float]]:
+    """Pairs (i < j) closer than ``min_distance`` Å, periodic images included."""
+    pbc = np.asarray(pbc, dtype=bool)
+    periodic = cell is not None and pbc.any()
+    if not periodic or np.count_nonzero(cell - np.diag(np.diag(cell))) == 0:
+        return _close_pairs_tree(positions, cell if periodic else None, pbc,
+                                 min_distance)
+    return _close_pairs_dense(positions, cell, pbc, min_distance)
+
+
+def _close_pairs_tree(positions, cell, pbc, min_distance):
+    """k-d tree search for no box or a rectangular one (fast, O(n log n))."""
+    from scipy.spatial import cKDTree
+
+    points = positions.copy()
+    box = None
+    if cell is not None:
+        lengths = np.diag(cell).copy()
+        box = np.empty(3)
+        for axis in range(3):
+            if pbc[axis]:
+                points[:, axis] = np.mod(points[:, axis], lengths[axis])
+                box[axis] = lengths[axis]
+            else:
+                # An open direction: a box wider than the atoms never wraps.
+                low = points[:, axis].min()
+                points[:, axis] -= low
+                box[axis] = points[:, axis].max() + 2 * min_distance + 1.0
+        # Guard against values equal to the box length after rounding.
+        points = np.where(points >= box, 0.0, points)
+    tree = cKDTree(points, boxsize=box)
+    pairs = tree.query_pairs(min_distance, output_type="ndarray")
+    found = []
+    for i, j in sorted(map(tuple, pairs.tolist())):
+        delta = points[j] - points[i]
+        if box is not None:
+            wrap = np.asarray(pbc) & (np.abs(delta) > box / 2)
+            delta = np.where(wrap, delta - np.sign(delta) * box, delta)
+        found.append((int(i), int(j), float(np.sqrt((delta**2).sum()))))
+    return found
+
+
+def _close_pairs_dense(positions, cell, pbc, min_distance):
+    """All pairs by minimum image in fractional coordinates (any cell)."""
     n = positions.shape[0]
     found = []
-    rows = max(1, 4_000_000 // max(1, n))  # bound the (rows, n, 3) temporary
+    rows = max(1, 1_000_000 // max(1, n))  # bound the (rows, n, 3) temporary
     for start in range(0, n, rows):
         block = positions[start : start + rows]
         delta = positions[None, :, :] - block[:, None, :]

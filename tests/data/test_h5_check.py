@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import h5py
 import numpy as np
+import pytest
 
 from deepmd_like.cli import main
 from deepmd_like.data import DatasetWriter
@@ -122,3 +123,34 @@ def test_real_reactive_data_passes(shared_data, tmp_path, capsys):
     convert([shared_data / "combustion_nopbc_deepmd"], path)
     assert main(["data", "check", str(path)]) == 0
     assert "OK: no problems found" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("pbc", [(True, True, True), (True, True, False), (False,) * 3])
+def test_close_pairs_match_brute_force(pbc):
+    """The k-d tree search finds the same pairs as an explicit image sum."""
+    from deepmd_like.data.checks import _close_pairs, _close_pairs_dense
+
+    rng = np.random.default_rng(11)
+    cell = np.diag([4.0, 5.0, 6.0])
+    positions = rng.uniform(-2, 8, (300, 3))
+    limit = 0.35
+    # Atoms lie up to two box lengths outside the box: images up to +-3.
+    shifts = range(-3, 4)
+    delta = positions[None, :, :] - positions[:, None, :]
+    best = np.full((300, 300), np.inf)
+    for a in shifts:
+        for b in shifts:
+            for c in shifts:
+                shift = np.array([a, b, c])
+                if any(s and not p for p, s in zip(pbc, shift)):
+                    continue
+                distance = np.linalg.norm(delta + shift @ cell, axis=-1)
+                best = np.minimum(best, distance)
+    i, j = np.nonzero(np.triu(best < limit, k=1))
+    expected = {(int(a), int(b)): best[a, b] for a, b in zip(i, j)}
+    assert expected  # the test means something
+    for found in (_close_pairs(positions, cell, pbc, limit),
+                  _close_pairs_dense(positions, cell, pbc, limit)):
+        assert {(i, j) for i, j, _ in found} == set(expected)
+        for i, j, d in found:
+            assert d == pytest.approx(expected[(i, j)], abs=1e-9)
