@@ -295,3 +295,19 @@ def test_ase_langevin_thermalises_with_lj():
     # From rest to the bath temperature: the second half averages near 120 K
     # (32 atoms, so single samples fluctuate by ~25%).
     assert np.mean(temps[len(temps) // 2:]) == pytest.approx(120.0, rel=0.2)
+
+
+def test_frozen_model_file_gives_the_same_results(tmp_path):
+    from deepmd_like.nn.export import freeze
+
+    model = small_model()
+    freeze(model, tmp_path / "model.pt")
+    atoms = water_cluster()
+    ref = atoms.copy()
+    ref.calc = DPLCalculator(model)
+    atoms.calc = DPLCalculator(str(tmp_path / "model.pt"))
+    assert atoms.get_potential_energy() == pytest.approx(
+        ref.get_potential_energy(), abs=1e-10
+    )
+    np.testing.assert_allclose(atoms.get_forces(), ref.get_forces(), atol=1e-10)
+    np.testing.assert_allclose(atoms.get_stress(), ref.get_stress(), atol=1e-10)
