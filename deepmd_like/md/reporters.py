@@ -175,8 +175,10 @@ class TrajectoryReporter:
     ``velocities``, Å/fs) and the potential's energies and forces as labels.
     Without ``forces`` the frames carry no energy label (``has_energy``
     False), ready to be labelled by an ab initio code. System attributes
-    record the time step, the frame interval and the potential
-    (``level_of_theory``).
+    record the time step, the frame interval, the first step and the
+    potential that made the frames (``md_potential``); ``level_of_theory``
+    names that potential only when its energies and forces are stored as
+    labels (``"unknown"`` otherwise, as for any unlabelled frames).
 
     Parameters
     ----------
@@ -191,7 +193,7 @@ class TrajectoryReporter:
     forces : bool
         Store the potential's energies and forces.
     level_of_theory : str
-        What produced the energies (the potential's description).
+        The potential's description.
     """
 
     def __init__(
@@ -310,7 +312,10 @@ class TrajectoryReporter:
                             cell=arrays["cell"] if pbc[s].any() else None,
                             pbc=pbc[s],
                             attrs={
-                                "level_of_theory": self.level_of_theory,
+                                "level_of_theory": (
+                                    self.level_of_theory if self.forces else "unknown"
+                                ),
+                                "md_potential": self.level_of_theory,
                                 "source": "dpl md",
                                 "md_stage": stage,
                                 "md_timestep_fs": self.timestep_fs,

@@ -105,7 +105,8 @@ def test_h5_trajectory_is_a_dataset_and_restores(tmp_path):
     assert names == ["eq_r0", "eq_r1"]
     info = ds.systems[0]
     assert info.n_frames == 7 and info.n_atoms == 32
-    assert info.attrs["level_of_theory"] == "lj"
+    assert info.attrs["md_potential"] == "lj"
+    assert info.attrs["level_of_theory"] == "unknown"  # no labels stored
     assert positions[0] == {"frames": {"eq_r0": 3, "eq_r1": 3}}
     import h5py
 
