@@ -184,3 +184,18 @@ def test_checkpoint_round_trip_and_refusals(tmp_path):
         rep.load_checkpoint(path)
     with pytest.raises(UserError, match="no checkpoint"):
         rep.load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_h5_trajectory_with_labels(tmp_path):
+    sim = Simulation(argon_replicas(1)[0], lj(), VelocityVerlet(5.0))
+    traj = rep.TrajectoryReporter(tmp_path / "t.h5", 5, forces=True,
+                                  level_of_theory="lj")
+    traj.set_stage("nve", 5.0)
+    sim.run(5, [traj])
+    traj.finish()
+    ds = Dataset(tmp_path / "t.h5")
+    assert ds.systems[0].attrs["level_of_theory"] == "lj"
+    frame = ds[1]
+    assert bool(frame["has_energy"]) and bool(frame["has_forces"])
+    np.testing.assert_allclose(frame["forces"].numpy(), sim.state.forces.numpy())
+    assert float(frame["energy"]) == pytest.approx(float(sim.state.energy[0]))
