@@ -17,7 +17,7 @@ from ase.md.verlet import VelocityVerlet as AseVelocityVerlet
 from deepmd_like.calculator import DPLCalculator
 from deepmd_like.md import Langevin, LennardJones, Simulation, VelocityVerlet
 
-from test_calculator import small_model, water_cluster
+from md_calculator_helpers import small_model, water_cluster
 
 EPSILON = 120.0 * units.kB  # argon, eV
 SIGMA = 3.4

@@ -295,7 +295,7 @@ def test_water_decks_run_with_a_stand_in_model(tmp_path, repo_root, name):
     """The water decks are valid and run; a small random model stands in for
     the shipped potential so the test does not depend on it."""
     from deepmd_like.nn.export import freeze
-    from test_calculator import small_model
+    from md_calculator_helpers import small_model
 
     source = repo_root / "md" / "water" / name
     data = yaml.safe_load(source.read_text())
@@ -326,7 +326,7 @@ def test_argon_deck_is_valid(repo_root):
 
 def test_ensemble_deck_logs_model_deviation(tmp_path):
     from deepmd_like.nn.export import freeze
-    from test_calculator import small_model
+    from md_calculator_helpers import small_model
 
     for seed in (1, 2):
         freeze(small_model(seed), tmp_path / f"m{seed}.pt")
@@ -338,7 +338,7 @@ def test_ensemble_deck_logs_model_deviation(tmp_path):
         "reporters": {"thermo": {"interval": 2}, "trajectory": {"interval": 0},
                       "progress": False},
     }
-    from test_calculator import water_cluster
+    from md_calculator_helpers import water_cluster
 
     write(tmp_path / "w.extxyz", water_cluster())
     deck = write_deck(tmp_path, data)
