@@ -129,8 +129,8 @@ def structure_pairs(
         n_bins = torch.tensor(_fewer_bins(counts, n_atoms, 1), device=device)
         offsets = torch.zeros_like(positions)
         wrapped = positions
-        width = (extent / n_bins.to(dtype)).clamp(min=cutoff)  # >= cutoff
-        coords = torch.floor((positions - lower) / width).long()
+        width_of_bins = (extent / n_bins.to(dtype)).clamp(min=cutoff)
+        coords = torch.floor((positions - lower) / width_of_bins).long()
     coords = torch.minimum(coords.clamp(min=0), n_bins - 1)
 
     # Sort atoms into a padded table (n_bins, max_per_bin).
@@ -173,30 +173,41 @@ def structure_pairs(
     )).sum(1)
     translation_flat = translation.reshape(-1, 3)
 
-    # Screen candidates with a batched matrix product on coordinates taken
-    # relative to each bin's first atom (small numbers, little round-off);
-    # the few within round-off of the cutoff are decided exactly.
+    # Screen candidates with a batched matrix product in single precision on
+    # coordinates taken relative to each bin's first atom (small numbers);
+    # pairs within round-off of the cutoff are then decided exactly. Padding
+    # slots sit far away (on opposite sides for the two operands), so they
+    # never pass the screen.
     cutoff_sq = cutoff * cutoff
-    margin = 1e-9 * max(cutoff_sq, 1.0)
+    if periodic:
+        bin_diagonal = float((cell.norm(dim=1) / n_bins.to(dtype)).sum())
+    else:
+        bin_diagonal = float(width_of_bins.norm())
+    margin = 1e-5 * (cutoff_sq + 9.0 * bin_diagonal**2)
     per_chunk = max(1, _CHUNK_CANDIDATES // (n_stencil * width * width))
-    padded = torch.cat([wrapped, wrapped.new_zeros(1, 3)])  # row -1: padding
+    far = 10.0 * (float(wrapped.abs().max()) + 3.0 * bin_diagonal + cutoff) + 1.0
+    # Row -1 (padding) at +far for the bin's own atoms, -far for the others.
+    padded = torch.cat([wrapped, wrapped.new_full((1, 3), far)])
+    padded_other = torch.cat([wrapped, wrapped.new_full((1, 3), -far)])
     slot_in_own = torch.arange(width, device=device)
+    occupied = torch.nonzero(per_bin > 0).squeeze(1)
     keys = []
-    for first in range(0, total_bins, per_chunk):
-        bins = torch.arange(first, min(first + per_chunk, total_bins), device=device)
+    for first in range(0, occupied.shape[0], per_chunk):
+        bins = occupied[first : first + per_chunk]
         own = table[bins]  # [chunk, width]
         other = table[near_bins[bins]].reshape(len(bins), -1)  # [chunk, 14*width]
-        origin = padded[own[:, 0]][:, None, :]  # [chunk, 1, 3]
-        a = padded[own] - origin
+        origin = padded[own[:, 0]][:, None, :]  # [chunk, 1, 3], a real atom
+        a = (padded[own] - origin).float()
         b = (
-            padded[table[near_bins[bins]]] + translation[bins][:, :, None, :]
-        ).reshape(len(bins), -1, 3) - origin
+            (padded_other[table[near_bins[bins]]] + translation[bins][:, :, None, :])
+            .reshape(len(bins), -1, 3)
+            .sub_(origin)
+            .float()
+        )
         dist_sq = torch.bmm(a * -2.0, b.transpose(1, 2))  # [chunk, width, 14*width]
         dist_sq += (b * b).sum(-1)[:, None, :]
         dist_sq += (a * a).sum(-1)[:, :, None]
         candidate = dist_sq < cutoff_sq + margin
-        candidate &= (own >= 0)[:, :, None]
-        candidate &= (other >= 0)[:, None, :]
         # In the bin itself keep i != j (both orders are met there), or one
         # order only for a half list.
         if half:
@@ -245,7 +256,17 @@ def structure_pairs(
         shift = (digits - 1).to(dtype)
     if periodic and bool(offsets.any()):
         # Back to the caller's unwrapped coordinates.
-        shift = shift - offsets.index_select(0, j) + offsets.index_select(0, i)
+        # One column at a time: 1-D gathers are much faster than row gathers.
+        columns = offsets.T.contiguous()
+        shift = torch.stack(
+            [
+                shift[:, k]
+                - columns[k].index_select(0, j)
+                + columns[k].index_select(0, i)
+                for k in range(3)
+            ],
+            1,
+        )
     return i, j, shift
 
 
