@@ -111,6 +111,7 @@ class Simulation:
         self.force_seconds = 0.0  # in force calls, neighbour lists included
         self.neighbor_seconds = 0.0  # in neighbour-list updates
         self._next_virial = False
+        self._any_frozen = bool(self.state.frozen.any())
         if self.remove_com_motion:
             self._remove_com()
         self.integrator.setup(self.state, self.remove_com_motion)
@@ -143,7 +144,7 @@ class Simulation:
         batch[prefix + "shifts"] = pairs.shifts
         out = compute_forces(self.potential, batch, virial=virial or self._next_virial)
         state.forces = out["forces"].to(state.dtype)
-        if bool(state.frozen.any()):
+        if self._any_frozen:
             state.forces = state.forces * (~state.frozen)[:, None]
         state.energy = out["energy"].to(state.dtype)
         state.virial = out.get("virial")
@@ -352,6 +353,7 @@ class Simulation:
         state.cell = put(saved["cell"], state.dtype)
         state.masses = put(saved["masses"], state.dtype)
         state.frozen = put(saved["frozen"])
+        self._any_frozen = bool(state.frozen.any())
         state.forces = put(saved["forces"], state.dtype)
         state.energy = put(saved["energy"], state.dtype)
         state.virial = put(saved["virial"], state.dtype)
