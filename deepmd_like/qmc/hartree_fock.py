@@ -176,7 +176,7 @@ def reference_energies(
     Parameters
     ----------
     fci : "auto", True or False
-        ``auto`` runs FCI when the determinant space is below about 1e7.
+        ``auto`` runs FCI when the determinant space is below about 1e6.
     """
     from pyscf import cc as pyscf_cc
     from pyscf import fci as pyscf_fci
@@ -196,7 +196,7 @@ def reference_energies(
     else:
         result["ccsd"] = result["ccsd_t"] = result["hf"]
     size = math.comb(mol.nao, molecule.n_up) * math.comb(mol.nao, molecule.n_down)
-    if fci is True or (fci == "auto" and size <= 10_000_000):
+    if fci is True or (fci == "auto" and size <= 1_000_000):
         rohf = scf.ROHF(mol) if molecule.spin else scf.RHF(mol)
         rohf.kernel()
         solver = pyscf_fci.FCI(rohf)
