@@ -95,18 +95,70 @@ def _run(cmd: list[str], cwd: Path, env: dict, log: Path) -> float:
     return time.perf_counter() - start
 
 
-def run_deepmd(work: Path, venv: Path, steps: int, seed: int, threads: int) -> dict:
+def _deepmd_train_cmd(work: Path, venv: Path, steps: int, seed: int, disp: int):
     work.mkdir(parents=True, exist_ok=True)
-    (work / "input.json").write_text(json.dumps(deepmd_input(steps, seed), indent=2))
-    dp = str(venv / "bin" / "dp")
-    env = _env(threads)
-    wall = _run([dp, "--pt", "train", "input.json"], work, env, work / "train.log")
+    data = deepmd_input(steps, seed)
+    data["training"]["disp_freq"] = disp
+    (work / "input.json").write_text(json.dumps(data, indent=2))
+    return [str(venv / "bin" / "dp"), "--pt", "train", "input.json"]
+
+
+def _deepmd_speed(work: Path, disp: int) -> float | None:
     text = (work / "train.log").read_text()
     # "Batch 200: total wall time = 55.1 s" style lines, per display interval.
     times = [float(t) for t in re.findall(r"total wall time = ([0-9.]+) s", text)]
     # Drop the first interval (warm-up), as for our side.
     per_interval = times[1:] if len(times) > 1 else times
-    steps_per_s = 100 * len(per_interval) / sum(per_interval) if per_interval else None
+    return disp * len(per_interval) / sum(per_interval) if per_interval else None
+
+
+def _our_train_cmd(work: Path, steps: int, seed: int, threads: int, disp: int):
+    work.mkdir(parents=True, exist_ok=True)
+    data = our_input(steps, seed)
+    data["training"]["num_threads"] = threads
+    data["training"]["disp_freq"] = disp
+    (work / "input.json").write_text(json.dumps(data, indent=2))
+    return [sys.executable, "-m", "deepmd_like", "train", "input.json", "-o",
+            str(work / "run"), "--overwrite", "--no-progress"]
+
+
+def _our_speed(work: Path, disp: int) -> float:
+    rows = [line.split(",") for line in (work / "run" / "lcurve.csv").read_text().splitlines()[1:]]
+    # Columns: step first, wall time last; skip the first interval (warm-up).
+    points = [(int(r[0]), float(r[-1])) for r in rows if int(r[0]) >= disp]
+    (s0, t0), (s1, t1) = points[0], points[-1]
+    return (s1 - s0) / (t1 - t0)
+
+
+def speed_side_by_side(work: Path, venv: Path, steps: int, seed: int, threads: int) -> dict:
+    """Both codes train at the same time (same load), ``steps`` steps each."""
+    disp = max(steps // 5, 1)
+    env = _env(threads)
+    ours_dir, dp_dir = work / "speed-ours", work / "speed-deepmd"
+    ours_cmd = _our_train_cmd(ours_dir, steps, seed, threads, disp)
+    dp_cmd = _deepmd_train_cmd(dp_dir, venv, steps, seed, disp)
+    load = os.getloadavg()[0]
+    with (ours_dir / "train.log").open("w") as a, (dp_dir / "train.log").open("w") as b:
+        procs = [
+            subprocess.Popen(ours_cmd, cwd=ours_dir, env=env, stdout=a, stderr=subprocess.STDOUT),
+            subprocess.Popen(dp_cmd, cwd=dp_dir, env=env, stdout=b, stderr=subprocess.STDOUT),
+        ]
+        for proc in procs:
+            if proc.wait() != 0:
+                raise RuntimeError(f"{proc.args} failed; see its train.log")
+    return {
+        "steps": steps, "threads": threads, "load_at_start": load,
+        "ours_steps_per_s": _our_speed(ours_dir, disp),
+        "deepmd_steps_per_s": _deepmd_speed(dp_dir, disp),
+    }
+
+
+def run_deepmd(work: Path, venv: Path, steps: int, seed: int, threads: int) -> dict:
+    dp = str(venv / "bin" / "dp")
+    env = _env(threads)
+    cmd = _deepmd_train_cmd(work, venv, steps, seed, 100)
+    wall = _run(cmd, work, env, work / "train.log")
+    steps_per_s = _deepmd_speed(work, 100)
     _run([dp, "--pt", "freeze", "-o", "frozen_model.pth"], work, env, work / "freeze.log")
     _run([dp, "--pt", "test", "-m", "frozen_model.pth", "-s", str(SHARED / "data_3"),
           "-n", "80"], work, env, work / "test.log")
@@ -156,12 +208,22 @@ def main() -> None:
     parser.add_argument("--work", default=str(REPO / "benchmarks" / "_work" / "train"))
     parser.add_argument("--dp-venv", default=str(REPO / "benchmarks" / "_work" / "dpvenv"))
     parser.add_argument("--only", choices=("ours", "deepmd"), help="run one side only")
+    parser.add_argument(
+        "--speed-only", action="store_true",
+        help="train both codes at the same time for --steps steps; report steps/s only",
+    )
     parser.add_argument("--out", default=str(REPO / "benchmarks" / "train" / "results.json"))
     args = parser.parse_args()
     work = Path(args.work)
     out = Path(args.out)
     results = json.loads(out.read_text()) if out.exists() else {}
     results["machine"] = f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at start"
+    if args.speed_only:
+        results["speed"] = speed_side_by_side(work, Path(args.dp_venv), args.steps,
+                                              args.seed, args.threads)
+        out.write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(results["speed"], indent=2))
+        return
     if args.only != "deepmd":
         results["ours"] = run_ours(work / "ours", args.steps, args.seed, args.threads)
         out.write_text(json.dumps(results, indent=2) + "\n")
