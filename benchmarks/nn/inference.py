@@ -10,8 +10,9 @@ The neighbour list is rebuilt in every call, as in a calculator.
 If DeePMD-kit is installed in ``benchmarks/_work/dpvenv`` (see
 ``benchmarks/train/bench_vs_deepmd.py``), the same run builds a DeePMD-kit
 model of the same architecture (one training step), freezes and compresses
-it, and times its ASE calculator on the same frame, interleaved with ours so
-both see the same machine load. Weights do not change the cost, so neither
+it, and times its inference API (``DeepPot.eval``, which its ASE calculator
+wraps) on the same frame, interleaved with ours so both see the same
+machine load. Weights do not change the cost, so neither
 model needs to be trained.
 
 Run from the repository root::
@@ -52,32 +53,32 @@ MODEL = {
     "fitting_net": {"neuron": [240, 240, 240], "resnet_dt": True, "seed": 1},
 }
 
-# Runs inside DeePMD-kit's environment: time its ASE calculator.
+# Runs inside DeePMD-kit's environment: time its inference API (what its ASE
+# calculator calls; ASE itself is not installed there).
 _DEEPMD_TIMER = r"""
 import json, statistics, sys, time
 import numpy as np
 import torch
-from ase import Atoms
-from ase.calculators.calculator import all_changes
-from deepmd.calculator import DP
+from deepmd.infer import DeepPot
 model, frame = sys.argv[1], sys.argv[2]
 threads, repeats = int(sys.argv[3]), int(sys.argv[4])
 torch.set_num_threads(threads)
 data = np.load(frame)
-atoms = Atoms(numbers=data["numbers"], positions=data["positions"], cell=data["cell"],
-              pbc=True)
-calc = DP(model=model)
+types = np.where(data["numbers"] == 8, 0, 1)
+coords = data["positions"].reshape(1, -1)
+cells = data["cell"].reshape(1, 9)
+potential = DeepPot(model)
 for _ in range(3):
-    calc.calculate(atoms, ["energy", "forces"], all_changes)
+    energy, forces, _ = potential.eval(coords, cells, types)
 times, cpu = [], []
 for _ in range(repeats):
     start, start_cpu = time.perf_counter(), time.process_time()
-    calc.calculate(atoms, ["energy", "forces"], all_changes)
+    energy, forces, _ = potential.eval(coords, cells, types)
     times.append(time.perf_counter() - start)
     cpu.append(time.process_time() - start_cpu)
 print(json.dumps({"median_s": statistics.median(times), "min_s": min(times),
                   "cpu_median_s": statistics.median(cpu),
-                  "energy": float(calc.results["energy"])}))
+                  "energy": float(np.ravel(energy)[0])}))
 """
 
 
