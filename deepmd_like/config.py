@@ -11,8 +11,8 @@ An input file (JSON or YAML) has four sections, as in DeePMD-kit::
 Every section loads into a dataclass; the dataclass fields are the one place
 where defaults live. The ``model`` section is the model's own
 :class:`deepmd_like.nn.config.ModelConfig` (its defaults and checks live
-with the model); the other sections are defined here. Keys that start with an underscore (``_comment``)
-are ignored, as DeePMD-kit does. Any other unknown key is an error that names
+with the model); the other sections are defined here. Keys that start with
+an underscore (``_comment``) are ignored, as DeePMD-kit does. Any other unknown key is an error that names
 its path in the file and suggests the nearest known key. Values are checked
 for type and range here; checks that need the data (a type map missing an
 element, ``sel: "auto"``) happen when the trainer opens the datasets.
@@ -70,8 +70,7 @@ class LearningRateConfig:
     def validate(self, path: str) -> None:
         if self.type != "exp":
             raise UserError(
-                f"{path}.type: learning rate {self.type!r} is not supported; "
-                "use \"exp\""
+                f'{path}.type: learning rate {self.type!r} is not supported; use "exp"'
             )
         if not self.start_lr > 0:
             raise UserError(f"{path}.start_lr must be positive, got {self.start_lr}")
@@ -80,7 +79,9 @@ class LearningRateConfig:
         if self.decay_steps < 1:
             raise UserError(f"{path}.decay_steps must be >= 1, got {self.decay_steps}")
         if self.decay_rate is not None and not 0 < self.decay_rate <= 1:
-            raise UserError(f"{path}.decay_rate must be in (0, 1], got {self.decay_rate}")
+            raise UserError(
+                f"{path}.decay_rate must be in (0, 1], got {self.decay_rate}"
+            )
 
 
 @dataclass
@@ -102,16 +103,20 @@ class LossConfig:
     def validate(self, path: str) -> None:
         if self.type != "ener":
             raise UserError(
-                f"{path}.type: loss {self.type!r} is not supported; use \"ener\""
+                f'{path}.type: loss {self.type!r} is not supported; use "ener"'
             )
         for name in ("e", "f", "v"):
             for kind in ("start", "limit"):
                 key = f"{kind}_pref_{name}"
                 if getattr(self, key) < 0:
                     raise UserError(f"{path}.{key} must be >= 0")
-        if self.start_pref_e + self.limit_pref_e + self.start_pref_f + (
-            self.limit_pref_f + self.start_pref_v + self.limit_pref_v
-        ) == 0:
+        if (
+            self.start_pref_e
+            + self.limit_pref_e
+            + self.start_pref_f
+            + (self.limit_pref_f + self.start_pref_v + self.limit_pref_v)
+            == 0
+        ):
             raise UserError(f"{path}: every prefactor is zero; nothing to learn")
 
 
@@ -243,7 +248,9 @@ def auto_batch_atoms(value: str, path: str) -> int:
             n = 0
         if n >= 1:
             return n
-    raise UserError(f"{path} must be a positive integer, \"auto\" or \"auto:N\"; got {value!r}")
+    raise UserError(
+        f'{path} must be a positive integer, "auto" or "auto:N"; got {value!r}'
+    )
 
 
 def auto_sel_ratio(value: str, path: str) -> float:
@@ -258,7 +265,7 @@ def auto_sel_ratio(value: str, path: str) -> float:
         if ratio >= 1.0:
             return ratio
     raise UserError(
-        f"{path} must be a list of integers, \"auto\" or \"auto:RATIO\" (RATIO >= 1); "
+        f'{path} must be a list of integers, "auto" or "auto:RATIO" (RATIO >= 1); '
         f"got {value!r}"
     )
 
@@ -273,9 +280,12 @@ def _type_name(tp: Any) -> str:
         return "null"
     if dataclasses.is_dataclass(tp):
         return "a mapping"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}.get(
-        tp, str(tp)
-    )
+    return {
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        bool: "true/false",
+    }.get(tp, str(tp))
 
 
 class _Mismatch(Exception):
@@ -372,8 +382,8 @@ def _normalise_data_section(value: Any, path: str, base: Path) -> Any:
         value = {"systems": value}
     elif not isinstance(value, dict):
         raise UserError(
-            f"{path} must be a data reference (\"FILE.h5[:NAME,...]\"), a list of "
-            "them, or a mapping with \"systems\""
+            f'{path} must be a data reference ("FILE.h5[:NAME,...]"), a list of '
+            'them, or a mapping with "systems"'
         )
     value = dict(value)
     systems = value.get("systems")
@@ -418,7 +428,9 @@ def config_from_dict(data: dict[str, Any], base_dir: str | Path = ".") -> InputC
         Folder against which relative dataset paths are resolved.
     """
     if not isinstance(data, dict):
-        raise UserError("the input must be a mapping with model, learning_rate, loss and training")
+        raise UserError(
+            "the input must be a mapping with model, learning_rate, loss and training"
+        )
     base = Path(base_dir).resolve()
     data = dict(data)
     training = data.get("training")
@@ -436,7 +448,7 @@ def config_from_dict(data: dict[str, Any], base_dir: str | Path = ".") -> InputC
     config = _build(InputConfig, data, "")
     config.model = ModelConfig.from_dict(model, where="model")
     if "training" not in data or "training_data" not in data["training"]:
-        raise UserError("training.training_data is required (e.g. \"data.h5\")")
+        raise UserError('training.training_data is required (e.g. "data.h5")')
     config.validate()
     return config
 

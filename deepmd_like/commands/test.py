@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("-m", "--model", required=True, help="frozen model or checkpoint")
+    parser.add_argument(
+        "-m", "--model", required=True, help="frozen model or checkpoint"
+    )
     parser.add_argument(
         "-s", "--system", required=True, metavar="DATA", help="FILE.h5[:NAME,...]"
     )
@@ -88,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         for path in parity_plots(result, Path(args.plots), overwrite=args.overwrite):
             print(f"wrote {path}")
     if json_path is not None:
+
         def clean(metrics: dict) -> dict:
             return {
                 k: (None if isinstance(v, float) and math.isnan(v) else v)
@@ -98,8 +101,11 @@ def run(args: argparse.Namespace) -> int:
             "model": str(args.model),
             "data": str(args.system),
             "units": {
-                "energy": "eV", "energy_per_atom": "eV/atom", "force": "eV/Angstrom",
-                "virial": "eV", "virial_per_atom": "eV/atom",
+                "energy": "eV",
+                "energy_per_atom": "eV/atom",
+                "force": "eV/Angstrom",
+                "virial": "eV",
+                "virial_per_atom": "eV/atom",
             },
             "overall": clean(overall),
             "systems": {name: clean(m) for name, m in result.systems.items()},

@@ -95,7 +95,9 @@ def test_model(
                 k: (v.to(dtype) if k in ("positions", "cell") else v).to(device)
                 for k, v in batch.items()
             }
-            want_virial = bool(batch.get("has_virial", torch.zeros(1, dtype=bool)).any())
+            want_virial = bool(
+                batch.get("has_virial", torch.zeros(1, dtype=bool)).any()
+            )
             result = evaluate(model, inputs, forces=True, virial=want_virial)
             prediction = {k: v.detach().cpu() for k, v in result.items()}
             if not want_virial:
@@ -112,12 +114,15 @@ def test_model(
             f_pred.append(prediction["forces"].double()[mask].reshape(-1).numpy())
             if want_virial:
                 vmask = batch["has_virial"]
-                v_ref.append((batch["virial"][vmask] / n[vmask, None, None]).reshape(-1).numpy())
+                v_ref.append(
+                    (batch["virial"][vmask] / n[vmask, None, None]).reshape(-1).numpy()
+                )
                 v_pred.append(
                     (prediction["virial"].double()[vmask] / n[vmask, None, None])
                     .reshape(-1)
                     .numpy()
                 )
+
     def cat(parts: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(parts) if parts else np.zeros(0)
 
@@ -130,7 +135,9 @@ def test_model(
     )
 
 
-def parity_plots(result: TestResult, folder: Path, overwrite: bool = False) -> list[Path]:
+def parity_plots(
+    result: TestResult, folder: Path, overwrite: bool = False
+) -> list[Path]:
     """Write parity plots (PNG) of energies, forces and (if any) virials."""
     import matplotlib
 
@@ -140,15 +147,31 @@ def parity_plots(result: TestResult, folder: Path, overwrite: bool = False) -> l
     from deepmd_like.fileio import atomic_path, refuse_overwrite
 
     panels = [
-        ("energy_parity.png", result.energy_per_atom, "energy per atom (eV/atom)",
-         result.overall["energy_rmse_per_atom"], "eV/atom"),
-        ("force_parity.png", result.forces, "force component (eV/Å)",
-         result.overall["force_rmse"], "eV/Å"),
+        (
+            "energy_parity.png",
+            result.energy_per_atom,
+            "energy per atom (eV/atom)",
+            result.overall["energy_rmse_per_atom"],
+            "eV/atom",
+        ),
+        (
+            "force_parity.png",
+            result.forces,
+            "force component (eV/Å)",
+            result.overall["force_rmse"],
+            "eV/Å",
+        ),
     ]
     if result.virial_per_atom[0].size:
-        panels.append(("virial_parity.png", result.virial_per_atom,
-                       "virial per atom (eV/atom)",
-                       result.overall["virial_rmse_per_atom"], "eV/atom"))
+        panels.append(
+            (
+                "virial_parity.png",
+                result.virial_per_atom,
+                "virial per atom (eV/atom)",
+                result.overall["virial_rmse_per_atom"],
+                "eV/atom",
+            )
+        )
     paths = [refuse_overwrite(folder / name, overwrite) for name, *_ in panels]
     folder.mkdir(parents=True, exist_ok=True)
     for path, (_, (ref, pred), label, rmse, unit) in zip(paths, panels):

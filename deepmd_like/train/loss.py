@@ -183,9 +183,13 @@ class ErrorMetrics:
             "energy_mae": self.sum_abs_e / n if n else nan,
             "energy_rmse_per_atom": math.sqrt(self.sum_sq_e_atom / n) if n else nan,
             "energy_mae_per_atom": self.sum_abs_e_atom / n if n else nan,
-            "force_rmse": math.sqrt(self.sum_sq_f / self.n_force) if self.n_force else nan,
+            "force_rmse": math.sqrt(self.sum_sq_f / self.n_force)
+            if self.n_force
+            else nan,
             "force_mae": self.sum_abs_f / self.n_force if self.n_force else nan,
-            "virial_rmse": math.sqrt(self.sum_sq_v / self.n_virial) if self.n_virial else nan,
+            "virial_rmse": math.sqrt(self.sum_sq_v / self.n_virial)
+            if self.n_virial
+            else nan,
             "virial_rmse_per_atom": (
                 math.sqrt(self.sum_sq_v_atom / self.n_virial) if self.n_virial else nan
             ),

@@ -47,4 +47,6 @@ def evaluate(
     """Energies, forces and virials (see :func:`deepmd_like.nn.evaluate.evaluate`)."""
     from deepmd_like.nn.evaluate import evaluate as _evaluate
 
-    return _evaluate(model, batch, forces=forces, virial=virial, create_graph=create_graph)
+    return _evaluate(
+        model, batch, forces=forces, virial=virial, create_graph=create_graph
+    )

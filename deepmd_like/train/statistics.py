@@ -89,7 +89,9 @@ def neighbour_counts(
         torch.ones_like(nl.centers),
         accumulate=True,
     )
-    vectors = pair_vectors(batch["positions"], batch["cell"], batch["structure_index"], nl)
+    vectors = pair_vectors(
+        batch["positions"], batch["cell"], batch["structure_index"], nl
+    )
     return counts.max(dim=0).values, float(vectors.norm(dim=-1).min())
 
 

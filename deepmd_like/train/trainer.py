@@ -33,7 +33,11 @@ import torch
 from deepmd_like.config import InputConfig, auto_sel_ratio
 from deepmd_like.errors import UserError
 from deepmd_like.train import model_glue
-from deepmd_like.train.checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
+from deepmd_like.train.checkpoint import (
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from deepmd_like.train.lcurve import LearningCurve
 from deepmd_like.train.loss import EnergyLoss, ErrorMetrics
 from deepmd_like.train.sampling import (
@@ -99,7 +103,9 @@ def resolve_sel(
     min_distance = math.inf
     for system in systems:
         for start in range(0, system.n_frames, _STAT_FRAMES_PER_CALL):
-            idx = list(range(start, min(start + _STAT_FRAMES_PER_CALL, system.n_frames)))
+            idx = list(
+                range(start, min(start + _STAT_FRAMES_PER_CALL, system.n_frames))
+            )
             batch = system.batch(idx)
             types = type_indices(batch["atomic_numbers"], type_map)
             counts, dmin = neighbour_counts(batch, types, len(type_map), rcut)
@@ -113,7 +119,9 @@ def resolve_sel(
         type_map,
         min_distance,
     )
-    sel = auto_sel(counts, auto_sel_ratio(config.model.descriptor.sel, "model.descriptor.sel"))
+    sel = auto_sel(
+        counts, auto_sel_ratio(config.model.descriptor.sel, "model.descriptor.sel")
+    )
     log.info("sel: %s resolves to %s", config.model.descriptor.sel, sel)
     return sel, counts
 
@@ -147,7 +155,9 @@ def statistics_batches(
         order = rng.permutation(system.n_frames)
         n = min(system.n_frames, config.model.data_stat_nbatch * system.batch_size)
         for start in range(0, n, system.batch_size):
-            batches.append(system.batch([int(i) for i in order[start : start + system.batch_size]]))
+            batches.append(
+                system.batch([int(i) for i in order[start : start + system.batch_size]])
+            )
     return batches
 
 
@@ -182,7 +192,9 @@ class Trainer:
             raise UserError("give either --restart or --init-model, not both")
         self.config = config
         self.output_dir = Path(output_dir)
-        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.device = (
+            torch.device(device) if device is not None else torch.device("cpu")
+        )
         self.progress = progress
         training = config.training
         if training.num_threads:
@@ -191,8 +203,10 @@ class Trainer:
         init_state = load_checkpoint(init_model) if init_model is not None else None
         if restart_state is not None:
             self._check_restart(restart_state, restart)
-        self.seed = training.seed if training.seed is not None else int(
-            np.random.SeedSequence().entropy % (2**31)
+        self.seed = (
+            training.seed
+            if training.seed is not None
+            else int(np.random.SeedSequence().entropy % (2**31))
         )
         if restart_state is not None:
             self.seed = int(restart_state["seed"])
@@ -218,7 +232,9 @@ class Trainer:
             system.batch_size = resolve_batch_size(
                 training.validation_data.batch_size, system.n_atoms
             )
-        self.sampler = self._sampler(self.train_systems, training.training_data, self.seed)
+        self.sampler = self._sampler(
+            self.train_systems, training.training_data, self.seed
+        )
         self.valid_sampler = (
             self._sampler(self.valid_systems, training.validation_data, self.seed + 1)
             if self.valid_systems
@@ -257,7 +273,9 @@ class Trainer:
         if restart_state is not None:
             self.optimizer.load_state_dict(restart_state["optimizer_state"])
             self.sampler.load_state_dict(restart_state["sampler_state"])
-            if self.valid_sampler is not None and restart_state.get("valid_sampler_state"):
+            if self.valid_sampler is not None and restart_state.get(
+                "valid_sampler_state"
+            ):
                 self.valid_sampler.load_state_dict(restart_state["valid_sampler_state"])
             torch.set_rng_state(restart_state["torch_rng_state"])
             self.step = int(restart_state["step"])
@@ -271,7 +289,9 @@ class Trainer:
     @staticmethod
     def _sampler(systems: list[TrainSystem], data_config, seed: int) -> SystemSampler:
         n_batches = [max(s.n_frames // s.batch_size, 1) for s in systems]
-        probs = system_probabilities(n_batches, data_config.auto_prob, data_config.sys_probs)
+        probs = system_probabilities(
+            n_batches, data_config.auto_prob, data_config.sys_probs
+        )
         return SystemSampler(
             [s.n_frames for s in systems], [s.batch_size for s in systems], probs, seed
         )
@@ -330,7 +350,9 @@ class Trainer:
         assert self.config.training.validation_data is not None
         for _ in range(self.config.training.validation_data.numb_btch):
             index, frames = self.valid_sampler.next()
-            batch = to_model(self.valid_systems[index].batch(frames), self.dtype, self.device)
+            batch = to_model(
+                self.valid_systems[index].batch(frames), self.dtype, self.device
+            )
             prediction = self._predict(batch, training=False)
             metrics.update(_detached(prediction), batch)
         return metrics.result()
@@ -339,7 +361,9 @@ class Trainer:
         """The checkpoint contents at the current step."""
         return {
             "model_config": self.model_config,
-            "model_state": {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            "model_state": {
+                k: v.detach().cpu() for k, v in self.model.state_dict().items()
+            },
             "type_map": list(self.model_config["type_map"]),
             "step": self.step,
             "numb_steps": self.config.training.numb_steps,
@@ -364,7 +388,9 @@ class Trainer:
         save_checkpoint(latest, state)
         return latest
 
-    def run(self, callback: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+    def run(
+        self, callback: Callable[[int, dict[str, float]], None] | None = None
+    ) -> TrainResult:
         """Train until ``numb_steps``; return where the results are."""
         training = self.config.training
         self.output_dir.mkdir(parents=True, exist_ok=True)
@@ -382,7 +408,9 @@ class Trainer:
                 for group in self.optimizer.param_groups:
                     group["lr"] = lr
                 index, frames = self.sampler.next()
-                batch = to_model(self.train_systems[index].batch(frames), self.dtype, self.device)
+                batch = to_model(
+                    self.train_systems[index].batch(frames), self.dtype, self.device
+                )
                 prediction = self._predict(batch, training=True)
                 loss = self.loss(prediction, batch, lr)
                 self.optimizer.zero_grad(set_to_none=True)
@@ -394,10 +422,16 @@ class Trainer:
                     bar.update(1)
 
                 done = self.step
-                if done == 1 or done % training.disp_freq == 0 or done == training.numb_steps:
+                if (
+                    done == 1
+                    or done % training.disp_freq == 0
+                    or done == training.numb_steps
+                ):
                     train_metrics = ErrorMetrics()
                     train_metrics.update(_detached(prediction), batch)
-                    last = self._display(lcurve, lr, train_metrics.result(), start_step, start_time)
+                    last = self._display(
+                        lcurve, lr, train_metrics.result(), start_step, start_time
+                    )
                     if callback is not None:
                         callback(done, last)
                 if done % training.save_freq == 0 or done == training.numb_steps:
@@ -408,7 +442,9 @@ class Trainer:
         elapsed = time.perf_counter() - start_time
         rate = (self.step - start_step) / elapsed if elapsed > 0 else math.nan
         log.info("finished %d steps at %.2f steps/s", self.step, rate)
-        return TrainResult(self.output_dir, self.output_dir / "checkpoint.pt", self.step, last, rate)
+        return TrainResult(
+            self.output_dir, self.output_dir / "checkpoint.pt", self.step, last, rate
+        )
 
     def _display(
         self,
@@ -421,7 +457,11 @@ class Trainer:
         valid = self.validate()
         elapsed = time.perf_counter() - start_time
         rate = (self.step - start_step) / elapsed if elapsed > 0 else math.nan
-        remaining = (self.config.training.numb_steps - self.step) / rate if rate > 0 else math.nan
+        remaining = (
+            (self.config.training.numb_steps - self.step) / rate
+            if rate > 0
+            else math.nan
+        )
         row = {
             "step": self.step,
             "lr": lr,

@@ -16,13 +16,19 @@ def test_deepmd_example_layout_loads(repo_root):
     config = load_input(repo_root / "potentials" / "water-se_e2_a" / "input.json")
     d = config.model.descriptor
     assert (d.rcut, d.rcut_smth, d.sel, d.neuron, d.axis_neuron) == (
-        6.0, 0.5, [46, 92], [25, 50, 100], 16
+        6.0,
+        0.5,
+        [46, 92],
+        [25, 50, 100],
+        16,
     )
     assert config.model.fitting_net.neuron == [240, 240, 240]
     assert config.model.fitting_net.resnet_dt is True
     assert config.learning_rate.stop_lr == pytest.approx(3.51e-8)
     systems = config.training.training_data.systems
-    assert systems == [str(repo_root / "datasets" / "water.h5") + ":data_0,data_1,data_2"]
+    assert systems == [
+        str(repo_root / "datasets" / "water.h5") + ":data_0,data_1,data_2"
+    ]
 
 
 def test_data_shorthands_and_defaults(water_set, tmp_path):
@@ -55,38 +61,70 @@ def test_relative_paths_are_resolved_against_the_input_file(water_set, tmp_path)
 
 def _bad_inputs(water, empty):
     """(name, edit of the input dict, words the error must contain)."""
+
     def set_(path, value):
         def edit(d):
             node = d
             for key in path[:-1]:
                 node = node[key]
             node[path[-1]] = value
+
         return edit
 
     return [
-        ("unknown key", set_(("model", "descriptor", "rcutt"), 5.0),
-         ["model.descriptor", "'rcutt'", "did you mean 'rcut'"]),
-        ("unknown section key", set_(("training", "numb_step"), 5),
-         ["training.numb_step", "numb_steps"]),
-        ("negative rcut", set_(("model", "descriptor", "rcut"), -1.0),
-         ["model.descriptor.rcut", "positive"]),
-        ("rcut_smth >= rcut", set_(("model", "descriptor", "rcut_smth"), 4.0),
-         ["rcut_smth", "smaller than"]),
-        ("sel wrong length", set_(("model", "descriptor", "sel"), [4, 8, 2]),
-         ["model.descriptor.sel", "3 entries", "2 elements"]),
-        ("wrong type", set_(("training", "numb_steps"), "many"),
-         ["training.numb_steps", "integer"]),
-        ("type map missing an element",
-         lambda d: (set_(("model", "type_map"), ["O"])(d),
-                    set_(("model", "descriptor", "sel"), [4])(d)),
-         ["contains H", "type_map"]),
-        ("empty dataset", set_(("training", "training_data", "systems"), [str(empty)]),
-         [str(empty), "no systems"]),
-        ("missing dataset", set_(("training", "training_data", "systems"), ["nope.h5"]),
-         ["nope.h5", "does not exist"]),
-        ("missing system", set_(("training", "training_data", "systems"),
-                                [str(water) + ":trimer"]),
-         ["trimer"]),
+        (
+            "unknown key",
+            set_(("model", "descriptor", "rcutt"), 5.0),
+            ["model.descriptor", "'rcutt'", "did you mean 'rcut'"],
+        ),
+        (
+            "unknown section key",
+            set_(("training", "numb_step"), 5),
+            ["training.numb_step", "numb_steps"],
+        ),
+        (
+            "negative rcut",
+            set_(("model", "descriptor", "rcut"), -1.0),
+            ["model.descriptor.rcut", "positive"],
+        ),
+        (
+            "rcut_smth >= rcut",
+            set_(("model", "descriptor", "rcut_smth"), 4.0),
+            ["rcut_smth", "smaller than"],
+        ),
+        (
+            "sel wrong length",
+            set_(("model", "descriptor", "sel"), [4, 8, 2]),
+            ["model.descriptor.sel", "3 entries", "2 elements"],
+        ),
+        (
+            "wrong type",
+            set_(("training", "numb_steps"), "many"),
+            ["training.numb_steps", "integer"],
+        ),
+        (
+            "type map missing an element",
+            lambda d: (
+                set_(("model", "type_map"), ["O"])(d),
+                set_(("model", "descriptor", "sel"), [4])(d),
+            ),
+            ["contains H", "type_map"],
+        ),
+        (
+            "empty dataset",
+            set_(("training", "training_data", "systems"), [str(empty)]),
+            [str(empty), "no systems"],
+        ),
+        (
+            "missing dataset",
+            set_(("training", "training_data", "systems"), ["nope.h5"]),
+            ["nope.h5", "does not exist"],
+        ),
+        (
+            "missing system",
+            set_(("training", "training_data", "systems"), [str(water) + ":trimer"]),
+            ["trimer"],
+        ),
     ]
 
 

@@ -31,8 +31,17 @@ def _prediction(batch):
 
 
 def test_prefactors_interpolate_with_learning_rate():
-    loss = EnergyLoss(LossConfig(start_pref_e=0.02, limit_pref_e=1, start_pref_f=1000,
-                                 limit_pref_f=1, start_pref_v=2, limit_pref_v=4), 1e-3)
+    loss = EnergyLoss(
+        LossConfig(
+            start_pref_e=0.02,
+            limit_pref_e=1,
+            start_pref_f=1000,
+            limit_pref_f=1,
+            start_pref_v=2,
+            limit_pref_v=4,
+        ),
+        1e-3,
+    )
     assert loss.prefactors(1e-3) == pytest.approx((0.02, 1000, 2))
     assert loss.prefactors(0.0) == pytest.approx((1, 1, 4))
     pe, pf, pv = loss.prefactors(2.5e-4)
@@ -43,8 +52,14 @@ def test_prefactors_interpolate_with_learning_rate():
 
 def test_loss_value_by_hand():
     batch = _batch()
-    cfg = LossConfig(start_pref_e=3, limit_pref_e=3, start_pref_f=5, limit_pref_f=5,
-                     start_pref_v=7, limit_pref_v=7)
+    cfg = LossConfig(
+        start_pref_e=3,
+        limit_pref_e=3,
+        start_pref_f=5,
+        limit_pref_f=5,
+        start_pref_v=7,
+        limit_pref_v=7,
+    )
     value = EnergyLoss(cfg, 1.0)(_prediction(batch), batch, lr=0.5)
     # Energy: mean over structures of dE^2 / N.
     e_term = 3 * (0.4**2 / 2 + 0.9**2 / 3) / 2
@@ -77,7 +92,9 @@ def test_metrics_by_hand():
     r = m.result()
     assert r["energy_rmse"] == pytest.approx(math.sqrt((0.4**2 + 0.9**2) / 2))
     assert r["energy_mae"] == pytest.approx((0.4 + 0.9) / 2)
-    assert r["energy_rmse_per_atom"] == pytest.approx(math.sqrt(((0.4 / 2) ** 2 + (0.3) ** 2) / 2))
+    assert r["energy_rmse_per_atom"] == pytest.approx(
+        math.sqrt(((0.4 / 2) ** 2 + (0.3) ** 2) / 2)
+    )
     assert r["energy_mae_per_atom"] == pytest.approx((0.2 + 0.3) / 2)
     assert r["force_rmse"] == pytest.approx(0.1)
     assert r["force_mae"] == pytest.approx(0.1)
@@ -101,8 +118,11 @@ def test_metrics_accumulate_like_one_batch():
             "n_atoms": batch["n_atoms"][s : s + 1],
             "structure_index": torch.zeros(atoms.stop - atoms.start, dtype=torch.int64),
         }
-        sub_pred = {"energy": pred["energy"][s : s + 1], "forces": pred["forces"][atoms],
-                    "virial": pred["virial"][s : s + 1]}
+        sub_pred = {
+            "energy": pred["energy"][s : s + 1],
+            "forces": pred["forces"][atoms],
+            "virial": pred["virial"][s : s + 1],
+        }
         split.update(sub_pred, sub)
     for key, value in whole.result().items():
         assert split.result()[key] == pytest.approx(value, rel=1e-12)

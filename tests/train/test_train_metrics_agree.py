@@ -10,8 +10,13 @@ from conftest import tiny_input
 
 
 def test_dpl_test_matches_training_validation(water_set, tmp_path, capsys):
-    data = tiny_input(str(water_set) + ":monomer", str(water_set) + ":dimer",
-                      numb_steps=6, disp_freq=6, save_freq=6)
+    data = tiny_input(
+        str(water_set) + ":monomer",
+        str(water_set) + ":dimer",
+        numb_steps=6,
+        disp_freq=6,
+        save_freq=6,
+    )
     # One validation batch holding all 12 dimer frames: the log's validation
     # errors are then over exactly the frames dpl test sees.
     data["training"]["validation_data"]["batch_size"] = 12
@@ -23,24 +28,56 @@ def test_dpl_test_matches_training_validation(water_set, tmp_path, capsys):
 
     out = tmp_path / "metrics.json"
     plots = tmp_path / "plots"
-    code = main(["test", "-m", str(run / "checkpoint.pt"), "-s", str(water_set) + ":dimer",
-                 "--json", str(out), "--plots", str(plots), "--batch-size", "5"])
+    code = main(
+        [
+            "test",
+            "-m",
+            str(run / "checkpoint.pt"),
+            "-s",
+            str(water_set) + ":dimer",
+            "--json",
+            str(out),
+            "--plots",
+            str(plots),
+            "--batch-size",
+            "5",
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "force RMSE" in text and "eV/Å" in text
     metrics = json.loads(out.read_text())["overall"]
     assert metrics["n_structures"] == 12
-    assert math.isclose(metrics["energy_rmse_per_atom"],
-                        last["valid_energy_rmse_per_atom_eV"], rel_tol=1e-5)
-    assert math.isclose(metrics["force_rmse"], last["valid_force_rmse_eV_per_A"],
-                        rel_tol=1e-5)
+    assert math.isclose(
+        metrics["energy_rmse_per_atom"],
+        last["valid_energy_rmse_per_atom_eV"],
+        rel_tol=1e-5,
+    )
+    assert math.isclose(
+        metrics["force_rmse"], last["valid_force_rmse_eV_per_A"], rel_tol=1e-5
+    )
     # Per-atom and total energy errors agree for a fixed atom count.
-    assert math.isclose(metrics["energy_rmse"], 6 * metrics["energy_rmse_per_atom"],
-                        rel_tol=1e-12)
+    assert math.isclose(
+        metrics["energy_rmse"], 6 * metrics["energy_rmse_per_atom"], rel_tol=1e-12
+    )
     assert metrics["virial_rmse"] is None  # no virial labels
-    assert sorted(p.name for p in plots.iterdir()) == ["energy_parity.png",
-                                                      "force_parity.png"]
+    assert sorted(p.name for p in plots.iterdir()) == [
+        "energy_parity.png",
+        "force_parity.png",
+    ]
     assert (plots / "force_parity.png").read_bytes()[:4] == b"\x89PNG"
     # Outputs are never overwritten silently.
-    assert main(["test", "-m", str(run / "checkpoint.pt"), "-s", str(water_set),
-                 "--json", str(out)]) == 2
+    assert (
+        main(
+            [
+                "test",
+                "-m",
+                str(run / "checkpoint.pt"),
+                "-s",
+                str(water_set),
+                "--json",
+                str(out),
+            ]
+        )
+        == 2
+    )

@@ -49,18 +49,29 @@ def test_restart_is_identical_to_an_uninterrupted_run(water_set, tmp_path):
     assert load_checkpoint(cut / "checkpoint.pt")["step"] == 10
     assert [int(r["step"]) for r in read_lcurve(cut / "lcurve.csv")] == [1, 5, 10, 15]
 
-    assert main(
-        ["train", str(path), "-o", str(cut), "--restart", str(cut / "checkpoint.pt"),
-         "--no-progress"]
-    ) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(path),
+                "-o",
+                str(cut),
+                "--restart",
+                str(cut / "checkpoint.pt"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
 
     a = load_checkpoint(whole / "checkpoint.pt")
     b = load_checkpoint(cut / "checkpoint.pt")
     assert a["step"] == b["step"] == 20
     for key, value in a["model_state"].items():
         assert torch.equal(value, b["model_state"][key]), key
-    for pa, pb in zip(a["optimizer_state"]["state"].values(),
-                      b["optimizer_state"]["state"].values()):
+    for pa, pb in zip(
+        a["optimizer_state"]["state"].values(), b["optimizer_state"]["state"].values()
+    ):
         assert torch.equal(pa["exp_avg_sq"], pb["exp_avg_sq"])
     assert a["sampler_state"] == b["sampler_state"]
 

@@ -13,7 +13,7 @@ from deepmd_like.train.checkpoint import load_checkpoint
 from deepmd_like.train.lcurve import COLUMNS, read_lcurve
 from deepmd_like.train.trainer import Trainer
 
-from conftest import OFFSETS, tiny_input
+from conftest import tiny_input
 
 
 def test_mixed_sizes_loss_decreases_from_the_first_steps(water_set, tmp_path):
@@ -69,15 +69,15 @@ def test_sel_auto_matches_brute_force_count(water_set, tmp_path):
     assert trainer.model_config["descriptor"]["sel"] == expected
 
 
-
-
 def test_init_model_starts_from_trained_weights(water_set, tmp_path):
     data = tiny_input(str(water_set), numb_steps=10, save_freq=10)
     first = Trainer(config_from_dict(data), tmp_path / "a", progress=False)
     first.run()
     ckpt = tmp_path / "a" / "checkpoint.pt"
     state = load_checkpoint(ckpt)
-    tuned = Trainer(config_from_dict(data), tmp_path / "b", init_model=ckpt, progress=False)
+    tuned = Trainer(
+        config_from_dict(data), tmp_path / "b", init_model=ckpt, progress=False
+    )
     for key, value in tuned.model.state_dict().items():
         assert torch.equal(value, state["model_state"][key]), key
     assert tuned.step == 0
@@ -85,7 +85,9 @@ def test_init_model_starts_from_trained_weights(water_set, tmp_path):
     other = tiny_input(str(water_set))
     other["model"]["type_map"] = ["H", "O"]
     with pytest.raises(UserError, match="type_map"):
-        Trainer(config_from_dict(other), tmp_path / "c", init_model=ckpt, progress=False)
+        Trainer(
+            config_from_dict(other), tmp_path / "c", init_model=ckpt, progress=False
+        )
 
 
 def test_cli_outputs_and_refuses_to_overwrite(water_set, tmp_path, capsys):

@@ -4,14 +4,24 @@ import numpy as np
 import pytest
 
 from deepmd_like.errors import UserError
-from deepmd_like.train.sampling import SystemSampler, resolve_batch_size, system_probabilities
+from deepmd_like.train.sampling import (
+    SystemSampler,
+    resolve_batch_size,
+    system_probabilities,
+)
 from deepmd_like.train.statistics import auto_sel, energy_shifts
 
 
 @pytest.mark.parametrize(
     "n_atoms, rule, expected",
-    [(192, "auto", 1), (3, "auto", 11), (32, "auto", 1), (31, "auto", 2),
-     (6, "auto:64", 11), (5, 7, 7)],
+    [
+        (192, "auto", 1),
+        (3, "auto", 11),
+        (32, "auto", 1),
+        (31, "auto", 2),
+        (6, "auto:64", 11),
+        (5, 7, 7),
+    ],
 )
 def test_batch_size(n_atoms, rule, expected):
     assert resolve_batch_size(rule, n_atoms) == expected
@@ -20,7 +30,9 @@ def test_batch_size(n_atoms, rule, expected):
 def test_probabilities():
     sizes = [10, 30, 20, 40]
     np.testing.assert_allclose(system_probabilities(sizes, "prob_uniform"), [0.25] * 4)
-    np.testing.assert_allclose(system_probabilities(sizes, "prob_sys_size"), [0.1, 0.3, 0.2, 0.4])
+    np.testing.assert_allclose(
+        system_probabilities(sizes, "prob_sys_size"), [0.1, 0.3, 0.2, 0.4]
+    )
     # Two blocks of equal weight; sizes matter only within a block.
     np.testing.assert_allclose(
         system_probabilities(sizes, "prob_sys_size;0:2:0.5;2:4:0.5"),
@@ -31,9 +43,15 @@ def test_probabilities():
         [0.75, 0.25 * 30 / 90, 0.25 * 20 / 90, 0.25 * 40 / 90],
     )
     np.testing.assert_allclose(
-        system_probabilities(sizes, "prob_uniform", sys_probs=[1, 1, 2, 0]), [0.25, 0.25, 0.5, 0]
+        system_probabilities(sizes, "prob_uniform", sys_probs=[1, 1, 2, 0]),
+        [0.25, 0.25, 0.5, 0],
     )
-    for bad in ("prob_sys_size;0:5:1", "prob_sys_size;2:1:1", "prob_size", "prob_sys_size;x"):
+    for bad in (
+        "prob_sys_size;0:5:1",
+        "prob_sys_size;2:1:1",
+        "prob_size",
+        "prob_sys_size;x",
+    ):
         with pytest.raises(UserError):
             system_probabilities(sizes, bad)
 

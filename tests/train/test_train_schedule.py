@@ -8,7 +8,9 @@ from deepmd_like.train.schedule import ExponentialDecay
 
 
 def test_reaches_stop_lr_at_numb_steps_in_stages():
-    s = ExponentialDecay(start_lr=1e-3, stop_lr=3.51e-8, decay_steps=5000, numb_steps=1_000_000)
+    s = ExponentialDecay(
+        start_lr=1e-3, stop_lr=3.51e-8, decay_steps=5000, numb_steps=1_000_000
+    )
     rate = math.exp(math.log(3.51e-8 / 1e-3) / 200)
     assert s.rate == pytest.approx(rate, rel=1e-14)
     assert s(0) == 1e-3
