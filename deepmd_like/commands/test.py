@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=4, help="structures per evaluation (4)"
     )
     parser.add_argument(
+        "--device", help="torch device, e.g. cpu or cuda:0 (default: cuda if available)"
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="replace existing output files"
     )
     parser.set_defaults(func=run)
@@ -69,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
     json_path = refuse_overwrite(args.json, args.overwrite) if args.json else None
     if not Path(args.model).is_file():
         raise UserError(f"model {args.model} does not exist")
-    model = load_model(args.model)
+    from deepmd_like.commands.train import _device
+
+    model = load_model(args.model, device=_device(args.device))
     result = test_model(model, args.system, batch_size=args.batch_size)
 
     overall = result.overall

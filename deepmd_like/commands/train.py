@@ -50,6 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--overwrite", action="store_true", help="reuse a folder holding a run"
     )
+    parser.add_argument(
+        "--device", help="torch device, e.g. cpu or cuda:0 (default: cuda if available)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -73,6 +76,20 @@ def _output_dir(args: argparse.Namespace) -> Path | None:
     return out
 
 
+def _device(name: str | None):
+    import torch
+
+    if name is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device {name!r} is not a torch device") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
 def run(args: argparse.Namespace) -> int:
     from deepmd_like.config import load_input
     from deepmd_like.fileio import atomic_write_text, fresh_run_dir
@@ -85,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         output_dir=out if out is not None else Path("."),
         restart=Path(args.restart) if args.restart else None,
         init_model=Path(args.init_model) if args.init_model else None,
+        device=_device(args.device),
         progress=not args.no_progress,
     )
 
