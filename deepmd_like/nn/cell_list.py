@@ -310,37 +310,55 @@ def half_neighbor_list(
 
     n_structures = cell.shape[0] if n_structures is None else n_structures
     device = positions.device
-    parts_i, parts_j, parts_s = [], [], []
-    order = torch.arange(positions.shape[0], device=device)
+    parts_i, parts_j, parts_s, parts_structure = [], [], [], []
     with torch.no_grad():
         positions = positions.detach()
         cell = cell.detach().to(positions.dtype)
+        n_atoms = torch.bincount(structure_index, minlength=n_structures).tolist()
+        small = torch.zeros(n_structures, dtype=torch.bool, device=device)
         for s in range(n_structures):
-            members = order[structure_index == s]
-            if members.numel() == 0:
+            if n_atoms[s] == 0:
                 continue
-            if members.numel() >= CELL_LIST_MIN_ATOMS and applicable(
+            if n_atoms[s] < CELL_LIST_MIN_ATOMS or not applicable(
                 cell[s], pbc[s], float(cutoff)
             ):
-                i, j, shift = structure_pairs(
-                    positions[members], cell[s], pbc[s], float(cutoff), half=True
-                )
-            else:
-                full = neighbor_list(
-                    positions[members],
-                    cell[s : s + 1],
-                    pbc[s : s + 1],
-                    torch.zeros_like(members),
-                    float(cutoff),
-                )
-                keep = half_pairs_of(full.centers, full.neighbors, full.shifts)
-                i, j = full.centers[keep], full.neighbors[keep]
-                shift = full.shifts[keep]
+                small[s] = True
+                continue
+            members = torch.nonzero(structure_index == s).squeeze(1)
+            i, j, shift = structure_pairs(
+                positions[members], cell[s], pbc[s], float(cutoff), half=True
+            )
             parts_i.append(members[i])
             parts_j.append(members[j])
             parts_s.append(shift)
+            parts_structure.append(torch.full_like(i, s))
+        if bool(small.any()):
+            # All small structures in one batched search; the others keep
+            # their numbers but have no atoms there.
+            atoms = torch.nonzero(small[structure_index]).squeeze(1)
+            full = neighbor_list(
+                positions[atoms],
+                cell,
+                pbc,
+                structure_index[atoms],
+                float(cutoff),
+                n_structures=n_structures,
+            )
+            keep = half_pairs_of(full.centers, full.neighbors, full.shifts)
+            parts_i.append(atoms[full.centers[keep]])
+            parts_j.append(atoms[full.neighbors[keep]])
+            parts_s.append(full.shifts[keep])
+            parts_structure.append(structure_index[parts_i[-1]])
     if not parts_i:
         empty = torch.zeros(0, dtype=torch.long, device=device)
         shifts = torch.zeros(0, 3, dtype=positions.dtype, device=device)
         return empty, empty.clone(), shifts
+    if len(parts_i) > 1:
+        # Structure by structure, as listed.
+        order = torch.sort(torch.cat(parts_structure), stable=True).indices
+        return (
+            torch.cat(parts_i)[order],
+            torch.cat(parts_j)[order],
+            torch.cat(parts_s)[order],
+        )
     return torch.cat(parts_i), torch.cat(parts_j), torch.cat(parts_s)
