@@ -224,17 +224,28 @@ def structure_pairs(
         # Flat indices: 2-D advanced indexing is much slower than 1-D.
         flat = torch.nonzero(candidate.reshape(-1)).squeeze(1)
         n_other = other.shape[1]
+        # Candidates within round-off of the cutoff are decided exactly
+        # (few), before the list is gathered once.
+        screened = dist_sq.reshape(-1).index_select(0, flat)
+        near = torch.nonzero(screened > cutoff_sq - margin).squeeze(1)
+        if near.numel():
+            near_flat = flat.index_select(0, near)
+            row, column = near_flat // n_other, near_flat % n_other
+            i = own.reshape(-1).index_select(0, row)
+            j = other.reshape(-1).index_select(0, column + (row // width) * n_other)
+            which = bins.index_select(0, row // width) * n_stencil + column // width
+            delta = wrapped[j] - wrapped[i] + translation_flat[which]
+            outside = near[(delta * delta).sum(-1) >= cutoff_sq]
+            if outside.numel():
+                keep = torch.ones_like(flat, dtype=torch.bool)
+                keep[outside] = False
+                flat = flat[keep]
         row = flat // n_other  # chunk_bin * width + slot
         column = flat - row * n_other
-        i = own.reshape(-1)[row]
-        j = other.reshape(-1)[column + (row // width) * n_other]
-        which = bins[row // width] * n_stencil + column // width
-        near_cut = (dist_sq.reshape(-1)[flat] - cutoff_sq).abs() <= margin
-        if bool(near_cut.any()):
-            delta = wrapped[j] - wrapped[i] + translation_flat[which]
-            exact = (delta * delta).sum(-1) < cutoff_sq
-            keep = ~near_cut | exact
-            i, j, which = i[keep], j[keep], which[keep]
+        bin_in_chunk = row // width
+        i = own.reshape(-1).index_select(0, row)
+        j = other.reshape(-1).index_select(0, column + bin_in_chunk * n_other)
+        which = bins.index_select(0, bin_in_chunk) * n_stencil + column // width
         if half:
             keys.append((i, j, which))
             continue
