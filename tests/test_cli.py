@@ -31,3 +31,15 @@ def test_unit_factors_match_definitions():
     assert abs(units.force_factor("Hartree/Bohr") - 51.42208) < 1e-4
     assert abs(units.stress_factor("GPa") * 160.21766 - 1.0) < 1e-6
     assert units.length_factor("nm") == 10.0
+
+
+def test_output_into_a_closed_pipe_is_not_an_error(repo_root):
+    # `dpl data info FILE | head`: the reader leaves early; dpl exits quietly.
+    water = repo_root / "datasets" / "water.h5"
+    result = subprocess.run(
+        f"{sys.executable} -m deepmd_like data info {water} | head -c 1 >/dev/null;"
+        " exit ${PIPESTATUS[0]}",
+        shell=True, executable="/bin/bash", capture_output=True, text=True,
+    )
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 0
