@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = args.func(args)
+        sys.stdout.flush()
     except UserError as err:
         message = " ".join(str(err).split())
         print(f"dpl {args.command}: error: {message}", file=sys.stderr)
