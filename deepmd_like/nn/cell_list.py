@@ -209,10 +209,13 @@ def structure_pairs(
         b = b.reshape(len(bins), n_stencil, width, 3)
         b = (b + translation.index_select(0, bins)[:, :, None, :])
         b = b.reshape(len(bins), -1, 3).sub_(origin).float()
-        dist_sq = torch.bmm(a * -2.0, b.transpose(1, 2))  # [chunk, width, 14*width]
-        dist_sq += (b * b).sum(-1)[:, None, :]
-        dist_sq += (a * a).sum(-1)[:, :, None]
-        candidate = dist_sq < cutoff_sq + margin
+        # |b|^2 - 2 a.b in one fused product, compared with
+        # cutoff^2 + margin - |a|^2 (one pass over the big block fewer).
+        a_sq = (a * a).sum(-1)  # [chunk, width]
+        partial = torch.baddbmm(
+            (b * b).sum(-1)[:, None, :], a, b.transpose(1, 2), alpha=-2.0
+        )  # [chunk, width, 14*width]
+        candidate = partial < (cutoff_sq + margin - a_sq)[:, :, None]
         # In the bin itself keep i != j (both orders are met there), or one
         # order only for a half list.
         if half:
@@ -226,7 +229,8 @@ def structure_pairs(
         n_other = other.shape[1]
         # Candidates within round-off of the cutoff are decided exactly
         # (few), before the list is gathered once.
-        screened = dist_sq.reshape(-1).index_select(0, flat)
+        screened = partial.reshape(-1).index_select(0, flat)
+        screened += a_sq.reshape(-1).index_select(0, flat // n_other)
         near = torch.nonzero(screened > cutoff_sq - margin).squeeze(1)
         if near.numel():
             near_flat = flat.index_select(0, near)
