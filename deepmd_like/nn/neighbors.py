@@ -229,6 +229,7 @@ def _image_pairs(
         (screen_translations**2).sum(-1).max()
     )
     margin = 100 * torch.finfo(torch.float32).eps * scale
+    threshold = cutoff_sq + margin - norm_sq  # [s, i]
     pair_mask = valid[:, :, None] & valid[:, None, :]  # [s, i, j]
     not_self = ~torch.eye(width, dtype=torch.bool, device=device)
     zero_image = int(((images == 0).all(-1)).nonzero()[0, 0])
@@ -248,10 +249,10 @@ def _image_pairs(
             shift_rows = screen_translations[first : first + n_rows]
             shift_rows = shift_rows[:, start : start + per_images]
             shifted = w[:, None, :, :] + shift_rows[:, :, None, :]  # [s, k, j, 3]
-            dist_sq = torch.matmul(w[:, None], shifted.transpose(2, 3)).mul_(-2.0)
-            dist_sq += norm_sq[first : first + n_rows, None, :, None]
-            dist_sq += (shifted * shifted).sum(-1)[:, :, None, :]
-            candidate = dist_sq < cutoff_sq + margin  # [s, k, i, j]
+            # |b|^2 - 2 a.b against cutoff^2 + margin - |a|^2.
+            partial = torch.matmul(w[:, None], shifted.transpose(2, 3)).mul_(-2.0)
+            partial += (shifted * shifted).sum(-1)[:, :, None, :]
+            candidate = partial < threshold[first : first + n_rows, None, :, None]
             candidate &= pair_mask[first : first + n_rows, None]
             if start <= zero_image < start + per_images:
                 candidate[:, zero_image - start] &= not_self
