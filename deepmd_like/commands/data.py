@@ -70,8 +70,17 @@ def register(subparsers) -> None:
         "split", help="split into PREFIX.train.h5 and PREFIX.valid.h5"
     )
     split.add_argument("file", metavar="FILE.h5")
-    split.add_argument("--validation", type=float, required=True, metavar="FRACTION")
-    split.add_argument("--by", choices=("frames", "systems"), default="frames")
+    split.add_argument(
+        "--validation", type=float, required=True, metavar="FRACTION",
+        help="share of all frames that goes to the validation file (0 < F < 1)",
+    )
+    split.add_argument(
+        "--by", choices=("frames", "systems"), default="frames",
+        help="frames: draw frames at random from every system, about FRACTION "
+        "of all frames in total; systems: draw whole systems until the "
+        "validation file holds about FRACTION of all frames (not of the "
+        "systems)",
+    )
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("-o", "--output", required=True, metavar="PREFIX")
     split.add_argument("--overwrite", action="store_true")
@@ -112,7 +121,11 @@ def _convert(args) -> int:
         forces_key=args.forces_key,
         stress_key=args.stress_key,
         virial_key=args.virial_key,
-        type_map=args.type_map.split(",") if args.type_map else None,
+        type_map=(
+            [name.strip() for name in args.type_map.split(",")]
+            if args.type_map
+            else None
+        ),
         level_of_theory=args.level_of_theory,
     )
     records = convert(args.sources, args.output, options, overwrite=args.overwrite)

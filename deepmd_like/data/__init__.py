@@ -8,6 +8,7 @@ The public namespace::
     SystemInfo            what the reader knows about a system
     parse_data_reference  split ``FILE.h5:NAME,NAME`` into path and names
     open_h5               open a dataset file read-only, validated
+    locked_h5             the same, keeping a writer's commit out meanwhile
     convert, ConvertOptions   sources of any supported format -> HDF5
     check_dataset         validation report (``dpl data check``)
     summarise             counts and ranges (``dpl data info``)
@@ -24,6 +25,7 @@ import importlib
 _EXPORTS = {
     "Dataset": "deepmd_like.data.reader",
     "open_h5": "deepmd_like.data.reader",
+    "locked_h5": "deepmd_like.data.reader",
     "parse_data_reference": "deepmd_like.data.reader",
     "collate_structures": "deepmd_like.data.batching",
     "DatasetWriter": "deepmd_like.data.writer",

@@ -27,7 +27,6 @@ from ase.data import chemical_symbols
 
 from deepmd_like.data.records import SystemRecord, unique_names
 from deepmd_like.errors import UserError
-from deepmd_like.fileio import atomic_path, refuse_overwrite
 
 logger = logging.getLogger(__name__)
 
@@ -286,6 +285,20 @@ def _require_energy(path: Path, frames: list[_Frame], keys: LabelKeys) -> None:
         )
 
 
+def _require_named_labels(path: Path, frames: list[_Frame], keys: LabelKeys) -> None:
+    """A label key the user named must be found in some frame."""
+    for flag, key, default, label in (
+        ("--forces-key", keys.forces, "forces", "forces"),
+        ("--stress-key", keys.stress, "stress", "virial"),
+        ("--virial-key", keys.virial, "virial", "virial"),
+    ):
+        if key != default and all(getattr(f, label) is None for f in frames):
+            raise UserError(
+                f"{path}: {flag} {key!r} matches nothing in any frame; check "
+                "the key name (or leave the flag out)"
+            )
+
+
 def read_ase(
     path: str | os.PathLike,
     ase_format: str | None = None,
@@ -329,6 +342,7 @@ def read_ase(
             )
         )
     _require_energy(path, frames, keys)
+    _require_named_labels(path, frames, keys)
     _warn_unused(path, unused, keys)
     fmt = ase_format or _guess_format(path)
     return _records_from_frames(frames, path, fmt)
@@ -381,6 +395,7 @@ def read_ase_db(
             _frame_from_atoms(atoms, info, arrays, keys, units, where, unused)
         )
     _require_energy(path, frames, keys)
+    _require_named_labels(path, frames, keys)
     _warn_unused(path, unused, keys)
     return _records_from_frames(frames, path, "ase-db")
 
@@ -429,12 +444,13 @@ def iter_extxyz_lines(dataset) -> Iterator[str]:
 
 def write_extxyz(dataset, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write every frame of ``dataset`` to an extended-XYZ file, atomically."""
-    path = refuse_overwrite(path, overwrite)
-    with atomic_path(path, suffix=".xyz") as tmp:
+    from deepmd_like.data.publish import publish_path
+
+    with publish_path(path, overwrite, suffix=".xyz") as tmp:
         with open(tmp, "w") as handle:
             for line in iter_extxyz_lines(dataset):
                 handle.write(line + "\n")
         from deepmd_like.data.journal import default_permissions
 
         default_permissions(tmp)
-    return path
+    return Path(path)

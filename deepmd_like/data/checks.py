@@ -23,7 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from deepmd_like.data.reader import open_h5
+from deepmd_like.data.reader import locked_h5, parse_data_reference
 from deepmd_like.data.schema import LABEL_MASKS, SYSTEMS, read_system_info
 from deepmd_like.errors import UserError
 
@@ -175,13 +175,26 @@ def check_dataset(
     ------
     UserError : the file is missing, not HDF5 or not a dataset at all.
     """
-    path = Path(path)
+    if min_distance < 0 or not np.isfinite(min_distance):
+        raise UserError(
+            f"--min-distance must be a distance >= 0 Å, got {min_distance}"
+        )
+    if not outlier_z > 0 or not np.isfinite(outlier_z):
+        raise UserError(f"--outlier-sigma must be a positive number, got {outlier_z}")
+    path, selected = parse_data_reference(path)
     report = CheckReport(path=path)
     energy_rows = _EnergyRows()
-    with open_h5(path) as h5:
+    with locked_h5(path) as h5:
         systems = h5[SYSTEMS]
-        report.n_systems = len(systems)
-        for name in systems:
+        names = list(systems) if selected is None else selected
+        missing = [name for name in names if name not in systems]
+        if missing:
+            raise UserError(
+                f"{path}: no system named {', '.join(map(repr, missing))}; the "
+                f"file holds {', '.join(systems) or 'no systems'}"
+            )
+        report.n_systems = len(names)
+        for name in names:
             group = systems[name]
             if not isinstance(group, h5py.Group):
                 report.problems.append(Problem("shape", name, None, [], "not a group"))
@@ -194,6 +207,10 @@ def check_dataset(
                 continue
             report.n_frames += info.n_frames
             _check_system(group, info, min_distance, report, energy_rows)
+    if not names:
+        report.problems.append(
+            Problem("empty", "(none)", None, [], "the file holds no systems")
+        )
     _check_energy_outliers(energy_rows, outlier_z, report)
     return report
 

@@ -109,8 +109,22 @@ def read_source(path: str | os.PathLike, options: ConvertOptions) -> list[System
     """Read one source into systems in eV and Å."""
     from deepmd_like.data import ase_format, deepmd_format, npz_format
 
+    from deepmd_like.data.reader import parse_data_reference
+
     path = Path(path)
     if not path.exists():
+        file, names = parse_data_reference(path)
+        if names is not None and file.is_file():
+            if options.format not in ("auto", "h5"):
+                raise UserError(
+                    f"{path}: FILE:SYSTEM references are for HDF5 datasets; "
+                    f"--format {options.format} reads a whole file"
+                )
+            if options.units_given:
+                raise UserError(
+                    f"{file}: datasets are in eV and Å already; drop the unit flags"
+                )
+            return read_dataset_records(path)
         raise UserError(f"{path}: no such file or folder")
     if options.format not in FORMATS:
         raise UserError(
@@ -194,10 +208,10 @@ def convert(
     Returns the systems written. Systems keep their source names; a clash
     gets a numeric suffix.
     """
-    from deepmd_like.fileio import refuse_overwrite
+    from deepmd_like.data.publish import check_destination
 
     options = options or ConvertOptions()
-    output = refuse_overwrite(output, overwrite)
+    output = check_destination(output, overwrite)
     records: list[SystemRecord] = []
     for source in sources:
         records.extend(read_source(source, options))

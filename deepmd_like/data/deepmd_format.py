@@ -25,7 +25,7 @@ from ase.data import chemical_symbols
 
 from deepmd_like.data.records import SystemRecord, unique_names
 from deepmd_like.errors import UserError
-from deepmd_like.fileio import fsync_dir, refuse_overwrite
+from deepmd_like.fileio import fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +243,24 @@ def _runs(masks: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(edges[:-1], edges[1:]))
 
 
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse to replace anything but an earlier DeePMD export."""
+    here = Path.cwd()
+    if out_dir == here or out_dir in here.parents or out_dir.parent == out_dir:
+        raise UserError(
+            f"{out_dir}: is the current folder or above it; export into a new "
+            "folder"
+        )
+    if not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a folder; choose another -o")
+    for entry in out_dir.iterdir():
+        if not (entry.is_dir() and (entry / "type.raw").is_file()):
+            raise UserError(
+                f"{out_dir}: holds {entry.name!r}, which is not a DeePMD system; "
+                "--overwrite replaces only an earlier export, choose another -o"
+            )
+
+
 def write_deepmd(
     dataset, out_dir: str | os.PathLike, overwrite: bool = False
 ) -> Path:
@@ -253,9 +271,25 @@ def write_deepmd(
     frames that carry the same labels, so a frame without forces never gets
     a zero force. The folder appears whole or not at all.
     """
-    out_dir = refuse_overwrite(out_dir, overwrite)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    from deepmd_like.data.publish import prepare_folder
+
+    out_dir = Path(os.path.abspath(out_dir))
+    if out_dir.exists() and not overwrite:
+        raise UserError(f"{out_dir} already exists; pass --overwrite to replace it")
+    if out_dir.exists():
+        _check_replaceable(out_dir)
+    prepare_folder(out_dir.parent)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    except OSError as err:
+        raise UserError(
+            f"{out_dir.parent}: cannot write in the output folder "
+            f"({err.strerror or err})"
+        ) from None
+    # mkdtemp makes the folder private; give it the usual permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
     try:
         for info in dataset.systems:
             data = dataset.read_system(info.name)

@@ -33,6 +33,7 @@ import hashlib
 import io
 import os
 import struct
+import time
 from pathlib import Path
 
 from deepmd_like.errors import UserError
@@ -284,33 +285,36 @@ def commit(overlay: OverlayFile, sync: bool = True) -> None:
         entries.append((cut, os.pread(overlay._fd, old_size - cut, cut)))
     blob = _encode_journal(old_size, entries)
     jpath = journal_path(path)
-    fd = os.open(jpath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    # Readers hold a shared lock on the data file while they read its
+    # metadata; the exclusive lock keeps them out until the commit is whole.
+    data_fd = os.open(path, os.O_WRONLY)
     try:
-        os.write(fd, blob)
-        _sync(fd)
-    finally:
-        os.close(fd)
-    _sync_dir(path.parent)
+        fcntl.flock(data_fd, fcntl.LOCK_EX)
+        fd = os.open(jpath, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, blob)
+            _sync(fd)
+        finally:
+            os.close(fd)
+        _sync_dir(path.parent)
 
-    # Publish the new bytes; the journal can undo any part of this.
-    fd = os.open(path, os.O_WRONLY)
-    try:
+        # Publish the new bytes; the journal can undo any part of this.
         if overlay.disk_limit < old_size:
-            os.ftruncate(fd, overlay.disk_limit)
+            os.ftruncate(data_fd, overlay.disk_limit)
         for index in indices:
             start = index * PAGE
             if start >= overlay.size:
                 continue
             length = min(PAGE, overlay.size - start)
-            os.pwrite(fd, bytes(overlay.pages[index][:length]), start)
-        os.ftruncate(fd, overlay.size)
-        _sync(fd)
-    finally:
-        os.close(fd)
+            os.pwrite(data_fd, bytes(overlay.pages[index][:length]), start)
+        os.ftruncate(data_fd, overlay.size)
+        _sync(data_fd)
 
-    # Removing the journal is the commit point.
-    os.unlink(jpath)
-    _sync_dir(path.parent)
+        # Removing the journal is the commit point.
+        os.unlink(jpath)
+        _sync_dir(path.parent)
+    finally:
+        os.close(data_fd)  # also releases the lock
     overlay.base_size = overlay.disk_limit = overlay.size
     overlay.pages.clear()
 
@@ -423,6 +427,69 @@ class RollbackView(io.RawIOBase):
         super().close()
 
 
+class ReadLock:
+    """Shared lock on a data file that keeps a commit out while held.
+
+    A commit holds the exclusive lock on the data file from writing the
+    journal to deleting it, so a reader holding this lock sees the state
+    before or after a commit, never a mixture. If a commit does not finish
+    within ``timeout`` seconds, :meth:`acquire` raises :class:`UserError`.
+
+    The lock file descriptor stays open between acquisitions; call
+    :meth:`close` when done.
+    """
+
+    def __init__(self, path: str | os.PathLike, timeout: float = 10.0):
+        self.path = Path(path)
+        self.timeout = timeout
+        self._fd: int | None = None
+        self._held = 0
+
+    def acquire(self) -> None:
+        if self._held:
+            self._held += 1
+            return
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:
+                raise UserError(f"{self.path}: no such file") from None
+        deadline = time.monotonic() + self.timeout
+        delay = 0.001
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise UserError(
+                        f"{self.path} is being written by another process; try "
+                        "again when it finishes"
+                    ) from None
+                time.sleep(delay)
+                delay = min(0.05, delay * 2)
+        self._held = 1
+
+    def release(self) -> None:
+        if self._held:
+            self._held -= 1
+            if not self._held and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+        self._fd = None
+        self._held = 0
+
+    def __enter__(self) -> "ReadLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class WriterLock:
     """Exclusive, non-blocking lock that marks a file as being written.
 
@@ -437,8 +504,14 @@ class WriterLock:
 
     def acquire(self) -> None:
         lpath = lock_path(self.path)
-        lpath.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lpath, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            lpath.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lpath, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise UserError(
+                f"{lpath.parent}: cannot write in this folder "
+                f"({err.strerror or err})"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

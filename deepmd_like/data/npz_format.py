@@ -87,6 +87,10 @@ def read_npz(
                 f"{path}: {f_key} has shape {forces.shape}, expected {positions.shape}"
             )
         record.forces = forces * force_factor
+    elif forces_key is not None:
+        raise UserError(
+            f"{path}: no forces key {f_key!r}; keys are {sorted(archive)}"
+        )
     else:
         logger.warning("%s: no forces key %r; frames have no forces", path, f_key)
     if "theory" in archive:

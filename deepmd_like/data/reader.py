@@ -11,6 +11,7 @@ file, system, frame and atoms of anything bad.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -85,6 +86,39 @@ def open_h5(path: str | os.PathLike) -> h5py.File:
     return h5
 
 
+@contextlib.contextmanager
+def locked_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """Open a dataset file read-only while no writer commits to it.
+
+    Like :func:`open_h5`, but a writer appending to the file cannot commit
+    while the block runs, so everything read in it belongs to one committed
+    state. Waits a few seconds for a commit in progress, then raises
+    :class:`UserError` ("being written by another process").
+    """
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected an HDF5 dataset file")
+    lock = _journal.ReadLock(path)
+    try:
+        with lock:
+            with open_h5(path) as h5:
+                try:
+                    yield h5
+                except OSError as err:
+                    raise UserError(
+                        f"{path}: cannot be read as HDF5 ({err})"
+                    ) from None
+    finally:
+        lock.close()
+
+
+def _file_state(path: Path) -> tuple[int, int, int]:
+    stat = os.stat(path)
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
 class Dataset(torch.utils.data.Dataset):
     """Frames of an HDF5 dataset as a PyTorch map-style dataset.
 
@@ -129,7 +163,7 @@ class Dataset(torch.utils.data.Dataset):
         if systems is not None:
             selected = list(systems)
         self.path = path
-        with open_h5(path) as h5:
+        with locked_h5(path) as h5:
             group = h5[SYSTEMS]
             available = list(group)
             if selected is None:
@@ -149,6 +183,8 @@ class Dataset(torch.utils.data.Dataset):
         self._h5: h5py.File | None = None
         self._pid: int | None = None
         self._dsets: list[dict[str, h5py.Dataset]] = []
+        self._lock: _journal.ReadLock | None = None
+        self._state: tuple[int, int, int] | None = None
         self._numbers = [torch.from_numpy(i.atomic_numbers) for i in self.systems]
         self._pbc = [torch.from_numpy(i.pbc.copy()) for i in self.systems]
 
@@ -158,6 +194,8 @@ class Dataset(torch.utils.data.Dataset):
         state["_h5"] = None
         state["_pid"] = None
         state["_dsets"] = []
+        state["_lock"] = None
+        state["_state"] = None
         return state
 
     def __len__(self) -> int:
@@ -171,18 +209,40 @@ class Dataset(torch.utils.data.Dataset):
 
     def close(self) -> None:
         """Close this process's file handle (reopened on the next read)."""
-        if self._h5 is not None and self._pid == os.getpid():
-            self._h5.close()
+        if self._pid == os.getpid():
+            if self._h5 is not None:
+                self._h5.close()
+            if self._lock is not None:
+                self._lock.close()
         self._h5 = None
+        self._lock = None
         self._dsets = []
 
     def _handle(self) -> list[dict[str, h5py.Dataset]]:
-        if self._h5 is None or self._pid != os.getpid():
+        """This process's datasets; call with the read lock held."""
+        state = _file_state(self.path)
+        if self._h5 is None or self._pid != os.getpid() or state != self._state:
+            # A writer committed since the handle opened: HDF5's cached
+            # metadata may be stale, so open the file again.
+            if self._h5 is not None and self._pid == os.getpid():
+                self._h5.close()
+            self._h5 = None
             self._h5 = open_h5(self.path)
             self._pid = os.getpid()
+            self._state = state
             groups = [self._h5[SYSTEMS][name] for name in self.system_names]
             self._dsets = [self._cache_small(g) for g in groups]
         return self._dsets
+
+    def _read_lock(self) -> _journal.ReadLock:
+        if self._lock is None or self._pid != os.getpid():
+            if self._lock is not None and self._pid == os.getpid():
+                self._lock.close()
+            self._h5 = None
+            self._dsets = []
+            self._lock = _journal.ReadLock(self.path)
+            self._pid = os.getpid()
+        return self._lock
 
     @staticmethod
     def _cache_small(group) -> dict:
@@ -243,20 +303,27 @@ class Dataset(torch.utils.data.Dataset):
         index = self.system_index(system)
         info = self.systems[index]
         stop = info.n_frames if stop is None else min(stop, info.n_frames)
-        dsets = self._handle()[index]
         out: dict[str, np.ndarray] = {
             "atomic_numbers": info.atomic_numbers.copy(),
             "pbc": info.pbc.copy(),
         }
-        for key in ("positions", "cell", "energy", "forces", "virial"):
-            if key in dsets:
-                # Copies, so that callers never write into the cached arrays.
-                out[key] = np.array(dsets[key][start:stop])
-        for label, mask in LABEL_MASKS.items():
-            if mask in dsets:
-                out[mask] = np.array(dsets[mask][start:stop])
-            else:
-                out[mask] = np.full(stop - start, label in dsets, dtype=bool)
+        try:
+            with self._read_lock():
+                dsets = self._handle()[index]
+                for key in ("positions", "cell", "energy", "forces", "virial"):
+                    if key in dsets:
+                        # Copies: callers never write into the cached arrays.
+                        out[key] = np.array(dsets[key][start:stop])
+                for label, mask in LABEL_MASKS.items():
+                    if mask in dsets:
+                        out[mask] = np.array(dsets[mask][start:stop])
+                    else:
+                        out[mask] = np.full(stop - start, label in dsets, dtype=bool)
+        except (OSError, KeyError) as err:
+            raise UserError(
+                f"{self.path}: system {info.name!r}: cannot read frames "
+                f"{start}:{stop} ({err}); the file changed since it was opened?"
+            ) from None
         return out
 
     def read_system(self, name: str | int) -> dict[str, np.ndarray]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from deepmd_like.data.journal import default_permissions
 from deepmd_like.errors import UserError
-from deepmd_like.fileio import atomic_path, refuse_overwrite
+from deepmd_like.data.publish import check_destination, publish_path
 
 logger = logging.getLogger(__name__)
 
@@ -108,13 +108,17 @@ def write_records(
     or if a record is invalid (the message names system and frame); nothing
     is written then.
     """
-    from deepmd_like.data.writer import DatasetWriter
+    from deepmd_like.data.writer import DatasetWriter, validate_record
 
-    path = refuse_overwrite(path, overwrite)
+    path = check_destination(path, overwrite)
     if not records:
         raise UserError(f"nothing to write to {path}: no frames were read")
-    with atomic_path(path, suffix=".h5") as tmp:
-        with DatasetWriter(tmp, overwrite=True, journal=False) as writer:
+    for record in records:
+        validate_record(record, record.attrs.get("source") or path)
+    with publish_path(path, overwrite, suffix=".h5") as tmp:
+        with DatasetWriter(
+            tmp, overwrite=True, journal=False, shown_as=path
+        ) as writer:
             for record in records:
                 writer.add_system(**record.writer_arguments())
         default_permissions(tmp)

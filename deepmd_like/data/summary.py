@@ -10,7 +10,7 @@ from ase.data import chemical_symbols
 
 from deepmd_like.data.reader import Dataset
 from deepmd_like.data.schema import check_block_finite
-from deepmd_like.data.reader import open_h5
+from deepmd_like.data.reader import locked_h5
 
 
 @dataclass
@@ -38,7 +38,7 @@ def summarise(path: str | os.PathLike) -> tuple[dict, list[SystemSummary]]:
     non-finite value that a frame claims as data.
     """
     dataset = Dataset(path)
-    with open_h5(dataset.path) as h5:
+    with locked_h5(dataset.path) as h5:
         root = {key: _plain(value) for key, value in h5.attrs.items()}
     summaries = []
     for info in dataset.systems:

@@ -17,7 +17,7 @@ from deepmd_like.data.journal import default_permissions
 from deepmd_like.data.reader import Dataset
 from deepmd_like.data.writer import DatasetWriter
 from deepmd_like.errors import UserError
-from deepmd_like.fileio import atomic_path, refuse_overwrite
+from deepmd_like.data.publish import check_destination, publish_path
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +71,9 @@ def copy_system(
     return int(frames.size)
 
 
-def _write_new(path: Path, fill) -> None:
-    with atomic_path(path, suffix=".h5") as tmp:
-        with DatasetWriter(tmp, overwrite=True, journal=False) as writer:
-            fill(writer)
-        default_permissions(tmp)
+def _write_new(path: Path, fill, overwrite: bool = False) -> None:
+    with publish_path(path, overwrite, suffix=".h5") as tmp:
+        _fill_temporary(tmp, path, fill)
 
 
 def split_dataset(
@@ -88,11 +86,16 @@ def split_dataset(
 ) -> tuple[Path, Path, dict[str, int]]:
     """Split into ``PREFIX.train.h5`` and ``PREFIX.valid.h5``.
 
-    ``by="frames"``: every system gives ``round(validation * n_frames)`` of
-    its frames, drawn at random (seeded), to the validation file; frames keep
-    their order. ``by="systems"``: whole systems, drawn at random, go to the
-    validation file until it holds at least ``validation`` of all frames
-    (at least one system, and at least one left for training).
+    ``by="frames"``: ``round(validation * total frames)`` frames go to the
+    validation file, drawn at random (seeded) from every system in
+    proportion to its size (the remainders are rounded together, so many
+    small systems still give the right total); frames keep their order.
+    ``by="systems"``: whole systems, drawn at random, go to the validation
+    file while that brings it closer to ``validation`` of all frames (at
+    least one system, and at least one left for training).
+
+    Both files appear, or neither: they are written in full before either is
+    put in place. A part that would be empty is an error.
 
     Returns the two paths and the frame counts ``{"train": n, "valid": m}``.
     """
@@ -101,56 +104,114 @@ def split_dataset(
     if by not in ("frames", "systems"):
         raise UserError(f"--by must be 'frames' or 'systems', got {by!r}")
     prefix = str(prefix)
-    train_path = refuse_overwrite(f"{prefix}.train.h5", overwrite)
-    valid_path = refuse_overwrite(f"{prefix}.valid.h5", overwrite)
+    train_path = check_destination(f"{prefix}.train.h5", overwrite)
+    valid_path = check_destination(f"{prefix}.valid.h5", overwrite)
     dataset = Dataset(reference)
+    total = len(dataset)
+    if total == 0:
+        raise UserError(f"{dataset.path}: holds no frames; nothing to split")
     rng = np.random.default_rng(seed)
-    selections: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     if by == "frames":
-        for info in dataset.systems:
-            n_valid = int(round(validation * info.n_frames))
+        counts_valid = _frames_per_system(
+            [info.n_frames for info in dataset.systems], validation, rng
+        )
+        n_valid = int(counts_valid.sum())
+        if n_valid == 0 or n_valid == total:
+            part = "validation" if n_valid == 0 else "training"
+            raise UserError(
+                f"{dataset.path}: --validation {validation} of {total} frames "
+                f"leaves the {part} part empty; choose another fraction"
+            )
+        selections = {}
+        for info, n_chosen in zip(dataset.systems, counts_valid):
             chosen = np.zeros(info.n_frames, bool)
-            chosen[rng.permutation(info.n_frames)[:n_valid]] = True
+            chosen[rng.permutation(info.n_frames)[:n_chosen]] = True
             selections[info.name] = (np.flatnonzero(~chosen), np.flatnonzero(chosen))
     else:
-        if len(dataset.systems) < 2:
-            raise UserError(
-                f"{dataset.path}: one system cannot be split by systems; use "
-                "--by frames"
-            )
-        total = len(dataset)
-        order = rng.permutation(len(dataset.systems))
-        valid_systems: set[int] = set()
-        count = 0
-        for index in order[:-1]:
-            if count >= validation * total and valid_systems:
-                break
-            valid_systems.add(int(index))
-            count += dataset.systems[index].n_frames
-        for index, info in enumerate(dataset.systems):
-            everything = np.arange(info.n_frames)
-            empty = np.zeros(0, np.int64)
-            selections[info.name] = (
-                (empty, everything) if index in valid_systems else (everything, empty)
-            )
+        selections = _split_systems(dataset, validation, rng)
     attrs = {"split_seed": seed, "split_by": by, "split_validation": validation}
     counts = {"train": 0, "valid": 0}
-    for part, path in (("train", train_path), ("valid", valid_path)):
+
+    def filler(part):
         column = 0 if part == "train" else 1
 
-        def fill(writer, column=column, part=part):
+        def fill(writer):
             for name, chosen in selections.items():
                 counts[part] += copy_system(
                     dataset, name, writer, chosen[column],
                     attrs={**attrs, "split_part": part},
                 )
 
-        _write_new(path, fill)
-    dataset.close()
-    for part in counts:
-        if counts[part] == 0:
-            logger.warning("the %s part of the split is empty", part)
+        return fill
+
+    published_valid = False
+    try:
+        with publish_path(train_path, overwrite, suffix=".h5") as train_tmp:
+            _fill_temporary(train_tmp, train_path, filler("train"))
+            with publish_path(valid_path, overwrite, suffix=".h5") as valid_tmp:
+                _fill_temporary(valid_tmp, valid_path, filler("valid"))
+            published_valid = True
+    except BaseException:
+        if published_valid and not overwrite:
+            # The training file could not be put in place: take the
+            # validation file back, so that neither exists.
+            valid_path.unlink(missing_ok=True)
+        raise
+    finally:
+        dataset.close()
     return train_path, valid_path, counts
+
+
+def _frames_per_system(sizes: list[int], fraction: float, rng) -> np.ndarray:
+    """Validation frames per system: proportional, summing to the rounded total."""
+    sizes_array = np.asarray(sizes, dtype=np.int64)
+    exact = fraction * sizes_array
+    counts = np.floor(exact).astype(np.int64)
+    remaining = int(round(fraction * sizes_array.sum())) - int(counts.sum())
+    if remaining > 0:
+        # Largest remainders first; ties broken at random.
+        order = np.lexsort((rng.random(len(sizes)), -(exact - counts)))
+        counts[order[:remaining]] += 1
+    return np.minimum(counts, sizes_array)
+
+
+def _split_systems(dataset: Dataset, validation: float, rng) -> dict:
+    if len(dataset.systems) < 2:
+        raise UserError(
+            f"{dataset.path}: one system cannot be split by systems; use "
+            "--by frames"
+        )
+    total = len(dataset)
+    target = validation * total
+    order = rng.permutation(len(dataset.systems))
+    valid_systems: set[int] = set()
+    count = 0
+    for index in order:
+        if len(valid_systems) == len(dataset.systems) - 1:
+            break
+        n = dataset.systems[index].n_frames
+        if not valid_systems or abs(count + n - target) < abs(count - target):
+            valid_systems.add(int(index))
+            count += n
+    selections = {}
+    for index, info in enumerate(dataset.systems):
+        everything = np.arange(info.n_frames)
+        empty = np.zeros(0, np.int64)
+        selections[info.name] = (
+            (empty, everything) if index in valid_systems else (everything, empty)
+        )
+    if count == 0 or count == total:
+        raise UserError(
+            f"{dataset.path}: splitting by systems leaves a part without frames; "
+            "use --by frames"
+        )
+    return selections
+
+
+def _fill_temporary(tmp: Path, shown: Path, fill) -> None:
+    with DatasetWriter(tmp, overwrite=True, journal=False, shown_as=shown) as writer:
+        fill(writer)
+    default_permissions(tmp)
 
 
 def merge_datasets(
@@ -165,7 +226,7 @@ def merge_datasets(
     ``allow_mixed_theory``. A system name that is already taken gets the
     input file's stem as a prefix. Returns ``{new name: "FILE:old name"}``.
     """
-    output = refuse_overwrite(output, overwrite)
+    output = check_destination(output, overwrite)
     datasets = [Dataset(reference) for reference in inputs]
     theories: dict[str, list[str]] = {}
     for dataset in datasets:
@@ -203,7 +264,7 @@ def merge_datasets(
         for dataset, old, new in plan:
             copy_system(dataset, old, writer, name=new)
 
-    _write_new(output, fill)
+    _write_new(output, fill, overwrite)
     for dataset in datasets:
         dataset.close()
     return {new: f"{dataset.path}:{old}" for dataset, old, new in plan}

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from deepmd_like.data import journal as _journal
+from deepmd_like.data.publish import prepare_folder
 from deepmd_like.data.schema import (
     LABEL_MASKS,
     MAX_ATOMIC_NUMBER,
@@ -73,6 +74,8 @@ class DatasetWriter:
         writes then go straight to disk.
     compression : HDF5 filter options for new datasets (gzip level 4 with
         byte shuffle by default; ``{}`` for none).
+    shown_as : the name used in error messages (default ``path``): the
+        final name of a temporary file that is renamed into place.
     sync : flush every transaction to the disk (``fsync``). False keeps the
         guarantee against a killed process but not against a power cut, and
         makes frequent small appends cheaper.
@@ -98,8 +101,10 @@ class DatasetWriter:
         journal: bool = True,
         compression: Mapping[str, Any] | None = None,
         sync: bool = True,
+        shown_as: str | os.PathLike | None = None,
     ):
         self.path = Path(path)
+        self._shown = Path(shown_as) if shown_as is not None else self.path
         self.journal = journal
         self.sync = sync
         self.compression = dict(COMPRESSION if compression is None else compression)
@@ -107,6 +112,9 @@ class DatasetWriter:
         self._h5: h5py.File | None = None
         self._overlay: _journal.OverlayFile | None = None
         self._depth = 0
+        prepare_folder(self.path.parent)
+        if self.path.is_dir():
+            raise UserError(f"{self.path}: is a folder, expected a dataset file")
         if self._lock is not None:
             self._lock.acquire()
         try:
@@ -232,35 +240,35 @@ class DatasetWriter:
             frames that carry the label (default: all, when it is given).
         attrs : system attributes, e.g. ``level_of_theory``, ``source``.
         """
-        _check_name(name, self.path)
+        _check_name(name, self._shown)
         numbers = np.asarray(atomic_numbers)
         if numbers.ndim != 1 or numbers.dtype.kind not in "iu":
             raise UserError(
-                f"{self.path}: system {name!r}: atomic_numbers must be a 1-d "
+                f"{self._shown}: system {name!r}: atomic_numbers must be a 1-d "
                 f"integer array, got shape {numbers.shape} dtype {numbers.dtype}"
             )
         bad = np.flatnonzero((numbers < 1) | (numbers > MAX_ATOMIC_NUMBER))
         if bad.size:
             raise UserError(
-                f"{self.path}: system {name!r}: atoms {bad[:10].tolist()} have "
+                f"{self._shown}: system {name!r}: atoms {bad[:10].tolist()} have "
                 f"invalid atomic numbers {numbers[bad[:10]].tolist()}"
             )
         pbc = np.asarray(pbc, dtype=bool).reshape(3)
         n_atoms = numbers.shape[0]
         frames = _prepare_frames(
-            self.path, name, n_atoms, positions, energy, forces, cell, virial,
+            self._shown, name, n_atoms, positions, energy, forces, cell, virial,
             has_energy, has_forces, has_virial, first_frame=0,
         )
         if pbc.any() and "cell" not in frames:
             raise UserError(
-                f"{self.path}: system {name!r}: pbc is {pbc.tolist()} but no cell "
+                f"{self._shown}: system {name!r}: pbc is {pbc.tolist()} but no cell "
                 "was given"
             )
         with self.batch() as h5:
             systems = h5[SYSTEMS]
             if name in systems:
                 raise UserError(
-                    f"{self.path}: system {name!r} already exists; use "
+                    f"{self._shown}: system {name!r} already exists; use "
                     "append_frames to add frames to it or choose another name"
                 )
             group = systems.create_group(name)
@@ -303,19 +311,19 @@ class DatasetWriter:
             systems = h5[SYSTEMS]
             if name not in systems:
                 raise UserError(
-                    f"{self.path}: no system {name!r} to append to; existing: "
+                    f"{self._shown}: no system {name!r} to append to; existing: "
                     f"{sorted(systems)}; use add_system to create it"
                 )
             group = systems[name]
-            info = read_system_info(group, str(self.path))
+            info = read_system_info(group, str(self._shown))
             frames = _prepare_frames(
-                self.path, name, info.n_atoms, positions, energy, forces, cell,
+                self._shown, name, info.n_atoms, positions, energy, forces, cell,
                 virial, has_energy, has_forces, has_virial,
                 first_frame=info.n_frames,
             )
             if info.has_cell != ("cell" in frames):
                 raise UserError(
-                    f"{self.path}: system {name!r} "
+                    f"{self._shown}: system {name!r} "
                     + ("has a cell; pass cell=" if info.has_cell else "has no cell")
                     + " for the appended frames"
                 )
@@ -442,6 +450,20 @@ def _prepare_frames(
         out[key] = value
         out[mask_name] = mask
     return out
+
+
+def validate_record(record, where: str | os.PathLike) -> None:
+    """Check a :class:`~deepmd_like.data.records.SystemRecord` before writing.
+
+    Raises :class:`UserError` naming ``where`` (the source file), the
+    system, the frame and the atoms of a bad value.
+    """
+    _check_name(record.name, where)
+    _prepare_frames(
+        where, record.name, record.n_atoms, record.positions, record.energy,
+        record.forces, record.cell, record.virial, record.has_energy,
+        record.has_forces, record.has_virial, first_frame=0,
+    )
 
 
 def _require_finite(where, key, value, mask, first_frame) -> None:
