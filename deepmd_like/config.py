@@ -26,16 +26,13 @@ string, a list of them, or DeePMD-kit's ``{"systems": [...], "batch_size":
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
-import math
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+from deepmd_like import typed_config
 from deepmd_like.errors import UserError
 from deepmd_like.nn.config import ModelConfig
 
@@ -270,108 +267,6 @@ def auto_sel_ratio(value: str, path: str) -> float:
     )
 
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is list:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
-    if tp is type(None):
-        return "null"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    return {
-        int: "an integer",
-        float: "a number",
-        str: "a string",
-        bool: "true/false",
-    }.get(tp, str(tp))
-
-
-class _Mismatch(Exception):
-    pass
-
-
-def _coerce(value: Any, tp: Any, path: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; return the typed value."""
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            try:
-                return _coerce(value, arg, path)
-            except _Mismatch:
-                continue
-        raise _Mismatch
-    if tp is type(None):
-        if value is None:
-            return None
-        raise _Mismatch
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise _Mismatch
-        (item_tp,) = typing.get_args(tp)
-        out = []
-        for i, item in enumerate(value):
-            try:
-                out.append(_coerce(item, item_tp, f"{path}[{i}]"))
-            except _Mismatch:
-                raise UserError(
-                    f"{path}[{i}] must be {_type_name(item_tp)}, got {item!r}"
-                ) from None
-        return out
-    if tp is ModelConfig:
-        raise _Mismatch
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise _Mismatch
-        return _build(tp, value, path)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise _Mismatch
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise _Mismatch
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(float(value)):
-                raise UserError(f"{path} must be a finite number, got {value!r}")
-            return float(value)
-        raise _Mismatch
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _Mismatch
-    raise TypeError(f"unsupported annotation {tp!r} at {path}")
-
-
-def _build(cls: type, data: dict[str, Any], path: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        if not isinstance(key, str):
-            raise UserError(f"{path}: keys must be strings, got {key!r}")
-        if key.startswith("_"):
-            continue
-        where = f"{path}.{key}" if path else key
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            known = ", ".join(names)
-            raise UserError(f"unknown key {where!r}{hint} (known keys: {known})")
-        try:
-            kwargs[key] = _coerce(value, hints[key], where)
-        except _Mismatch:
-            raise UserError(
-                f"{where} must be {_type_name(hints[key])}, got {value!r}"
-            ) from None
-    return cls(**kwargs)
-
-
 def _normalise_data_section(value: Any, path: str, base: Path) -> Any:
     """Accept a reference string, a list of them, or DeePMD's mapping."""
     if value is None:
@@ -445,7 +340,9 @@ def config_from_dict(data: dict[str, Any], base_dir: str | Path = ".") -> InputC
     model = _without_comments(data.pop("model", None))
     if model is None:
         raise UserError("the model section is required (type_map, descriptor, ...)")
-    config = _build(InputConfig, data, "")
+    config = typed_config.build(
+        InputConfig, data, "", skip_comments=True, opaque=(ModelConfig,)
+    )
     config.model = ModelConfig.from_dict(model, where="model")
     if "training" not in data or "training_data" not in data["training"]:
         raise UserError('training.training_data is required (e.g. "data.h5")')

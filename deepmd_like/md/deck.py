@@ -34,18 +34,16 @@ range when the deck is loaded; files (structure, models) are opened by
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import math
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
 import yaml
 
+from deepmd_like import typed_config
 from deepmd_like.errors import UserError
 
 __all__ = [
@@ -599,7 +597,14 @@ def deck_from_dict(
     for key in ("base_dir", "source"):
         if key in data:
             raise UserError(f"{source}: {key!r} is not a deck key")
-    deck = _build(Deck, data, source + ":")
+    deck = typed_config.build(
+        Deck,
+        data,
+        source + ":",
+        join=_join,
+        hidden=("base_dir", "source"),
+        none_is_empty=True,
+    )
     deck.base_dir = str(base_dir)
     deck.source = source
     deck.validate()
@@ -632,101 +637,4 @@ def _check_timestep(value: float, path: str) -> None:
         raise UserError(
             f"{path} = {value} fs is far too long for atomistic MD; use a few fs"
         )
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(a) for a in typing.get_args(tp))
-    if origin is list:
-        (inner,) = typing.get_args(tp)
-        return f"a list of {_type_name(inner)}"
-    if dataclasses.is_dataclass(tp):
-        return "a mapping"
-    if tp is type(None):
-        return "null"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true/false"}[
-        tp
-    ]
-
-
-class _Mismatch(Exception):
-    pass
-
-
-def _coerce(value: Any, tp: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        for option in typing.get_args(tp):
-            try:
-                return _coerce(value, option, path)
-            except _Mismatch:
-                continue
-        raise _Mismatch
-    if tp is type(None):
-        if value is None:
-            return None
-        raise _Mismatch
-    if origin is list:
-        if not isinstance(value, list):
-            raise _Mismatch
-        (inner,) = typing.get_args(tp)
-        out = []
-        for i, item in enumerate(value):
-            try:
-                out.append(_coerce(item, inner, f"{path}[{i}]"))
-            except _Mismatch:
-                raise UserError(
-                    f"{path}[{i}] must be {_type_name(inner)}, got {item!r}"
-                ) from None
-        return out
-    if dataclasses.is_dataclass(tp):
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise _Mismatch
-        return _build(tp, value, path)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        raise _Mismatch
-    if tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        raise _Mismatch
-    if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        raise _Mismatch
-    if tp is str:
-        if isinstance(value, str):
-            return value
-        raise _Mismatch
-    raise TypeError(f"unsupported deck field type {tp!r}")
-
-
-def _build(cls: type, data: dict[str, Any], path: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    hidden = ("base_dir", "source")
-    names = [f.name for f in dataclasses.fields(cls) if f.name not in hidden]
-    kwargs = {}
-    for key, value in data.items():
-        if not isinstance(key, str):
-            raise UserError(f"{path} keys must be strings, got {key!r}")
-        where = _join(path, key)
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise UserError(
-                f"unknown key {where.strip()!r}{hint} (known keys: {', '.join(names)})"
-            )
-        try:
-            kwargs[key] = _coerce(value, hints[key], where)
-        except _Mismatch:
-            raise UserError(
-                f"{where.strip()} must be {_type_name(hints[key])}, got {value!r}"
-            ) from None
-    return cls(**kwargs)
 
