@@ -46,6 +46,10 @@ def register(subparsers) -> None:
     )
     convert.add_argument("--level-of-theory", metavar="TEXT",
                          help="stored with every system, e.g. 'PBE/PAW 800 eV'")
+    convert.add_argument(
+        "--allow-unlabelled", action="store_true",
+        help="accept sources without any energy (structures to label later)",
+    )
     convert.add_argument("--overwrite", action="store_true")
     convert.set_defaults(func=_convert)
 
@@ -127,6 +131,7 @@ def _convert(args) -> int:
             else None
         ),
         level_of_theory=args.level_of_theory,
+        allow_unlabelled=args.allow_unlabelled,
     )
     records = convert(args.sources, args.output, options, overwrite=args.overwrite)
     frames = sum(record.n_frames for record in records)

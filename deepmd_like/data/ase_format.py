@@ -274,14 +274,17 @@ def _warn_unused(path: Path, unused: dict[str, str], keys: LabelKeys) -> None:
         )
 
 
-def _require_energy(path: Path, frames: list[_Frame], keys: LabelKeys) -> None:
+def _require_energy(
+    path: Path, frames: list[_Frame], keys: LabelKeys, allow_unlabelled: bool
+) -> None:
     if not frames:
         raise UserError(f"{path}: no structures found")
-    if all(frame.energy is None for frame in frames):
+    if all(frame.energy is None for frame in frames) and not allow_unlabelled:
         raise UserError(
             f"{path}: no energy in any frame (looked for calculator results and "
             f"info key {keys.energy!r}); pass --energy-key with the key that "
-            "holds the energy"
+            "holds the energy, or --allow-unlabelled to store the structures "
+            "without labels"
         )
 
 
@@ -304,6 +307,7 @@ def read_ase(
     ase_format: str | None = None,
     keys: LabelKeys | None = None,
     units: UnitFactors | None = None,
+    allow_unlabelled: bool = False,
 ) -> list[SystemRecord]:
     """Read every frame of a file ASE reads.
 
@@ -341,7 +345,7 @@ def read_ase(
                 atoms, atoms.info, atoms.arrays, keys, units, where, unused
             )
         )
-    _require_energy(path, frames, keys)
+    _require_energy(path, frames, keys, allow_unlabelled)
     _require_named_labels(path, frames, keys)
     _warn_unused(path, unused, keys)
     fmt = ase_format or _guess_format(path)
@@ -361,6 +365,7 @@ def read_ase_db(
     path: str | os.PathLike,
     keys: LabelKeys | None = None,
     units: UnitFactors | None = None,
+    allow_unlabelled: bool = False,
 ) -> list[SystemRecord]:
     """Read every row of an ASE database (SQLite ``.db`` or ``.json``).
 
@@ -394,7 +399,7 @@ def read_ase_db(
         frames.append(
             _frame_from_atoms(atoms, info, arrays, keys, units, where, unused)
         )
-    _require_energy(path, frames, keys)
+    _require_energy(path, frames, keys, allow_unlabelled)
     _require_named_labels(path, frames, keys)
     _warn_unused(path, unused, keys)
     return _records_from_frames(frames, path, "ase-db")

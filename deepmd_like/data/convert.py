@@ -50,6 +50,8 @@ class ConvertOptions:
         ASE-read files and databases (npz: energy and forces keys).
     type_map : element of each DeePMD type index (overrides type_map.raw).
     level_of_theory : stored as every system's ``level_of_theory``.
+    allow_unlabelled : accept a source without any energy (structures only,
+        e.g. for labelling later); otherwise that is an error.
     """
 
     format: str = "auto"
@@ -64,6 +66,7 @@ class ConvertOptions:
     virial_key: str = "virial"
     type_map: list[str] | None = None
     level_of_theory: str | None = None
+    allow_unlabelled: bool = False
     extra_attrs: dict = field(default_factory=dict)
 
     def factors(self):
@@ -141,9 +144,17 @@ def read_source(path: str | os.PathLike, options: ConvertOptions) -> list[System
     if fmt == "deepmd":
         if not path.is_dir():
             raise UserError(f"{path}: a DeePMD system is a folder, this is a file")
-        return deepmd_format.read_deepmd(
+        records = deepmd_format.read_deepmd(
             [path], options.type_map, units.energy, units.length, units.force
         )
+        unlabelled = [r for r in records if r.energy is None]
+        if unlabelled and not options.allow_unlabelled:
+            source = unlabelled[0].attrs.get("source", path)
+            raise UserError(
+                f"{source}: no energy.npy/energy.raw in any set; pass "
+                "--allow-unlabelled to store the structures without labels"
+            )
+        return records
     if path.is_dir():
         raise UserError(f"{path}: is a folder; --format {fmt} reads a file")
     if fmt == "npz":
@@ -153,7 +164,9 @@ def read_source(path: str | os.PathLike, options: ConvertOptions) -> list[System
             forces_key=None if options.forces_key == "forces" else options.forces_key,
         )
     if fmt == "db":
-        return ase_format.read_ase_db(path, keys, units)
+        return ase_format.read_ase_db(
+            path, keys, units, allow_unlabelled=options.allow_unlabelled
+        )
     if fmt == "h5":
         if options.units_given:
             raise UserError(
@@ -169,7 +182,9 @@ def read_source(path: str | os.PathLike, options: ConvertOptions) -> list[System
                 f"{path}: ASE reads {guessed} files in eV and Å already; drop the "
                 "unit flags"
             )
-    return ase_format.read_ase(path, ase_name, keys, units)
+    return ase_format.read_ase(
+        path, ase_name, keys, units, allow_unlabelled=options.allow_unlabelled
+    )
 
 
 def read_dataset_records(path: str | os.PathLike) -> list[SystemRecord]:

@@ -274,6 +274,12 @@ def _empty_dataset(tmp):
     return tmp / "empty.h5"
 
 
+def case_deepmd_without_energy(tmp):
+    _deepmd(tmp, energy=None)
+    return (["data", "convert", str(tmp / "src"), "-o", str(tmp / "out.h5")],
+            "no energy.npy/energy.raw in any set; pass --allow-unlabelled")
+
+
 def case_split_no_systems(tmp):
     path = _empty_dataset(tmp)
     return (["data", "split", str(path), "--validation", "0.5", "-o",
@@ -295,6 +301,7 @@ CASES = [
     case_check_negative_outlier_sigma, case_deepmd_export_over_foreign_folder,
     case_extxyz_export_over_folder, case_convert_over_folder,
     case_split_empty_validation_part, case_split_no_systems,
+    case_deepmd_without_energy,
 ]
 
 

@@ -158,3 +158,22 @@ def test_deepmd_export_is_readable_and_replaces_only_an_export(tmp_path):
     assert (out / "s0" / "type.raw").exists()
     assert not [p for p in tmp_path.iterdir()
                 if p.name.startswith(".") and not p.name.endswith(".lock")]
+
+
+def test_unlabelled_sources_need_the_flag_in_every_format(tmp_path):
+    rng = np.random.default_rng(2)
+    write_deepmd_system(
+        tmp_path / "src" / "m", types=[0, 1], type_map=["O", "H"],
+        coord=rng.uniform(0, 3, (2, 6)),
+    )
+    xyz = tmp_path / "m.xyz"
+    xyz.write_text('2\nProperties=species:S:1:pos:R:3 pbc="F F F"\n'
+                   "O 0 0 0\nH 0 0 0.97\n")
+    for source in (tmp_path / "src", xyz):
+        out = tmp_path / f"{source.stem}.h5"
+        assert main(["data", "convert", str(source), "-o", str(out)]) == 2
+        assert not out.exists()
+        assert main(["data", "convert", str(source), "-o", str(out),
+                     "--allow-unlabelled"]) == 0
+        frames = Dataset(out)
+        assert not any(bool(frame["has_energy"]) for frame in frames)
