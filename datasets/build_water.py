@@ -57,4 +57,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from deepmd_like.errors import UserError
+
+    try:
+        sys.exit(main())
+    except UserError as err:
+        print(f"build_water.py: error: {err}", file=sys.stderr)
+        sys.exit(2)

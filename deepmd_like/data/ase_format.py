@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 # Info/arrays keys the writer below uses, and metadata every reader ignores.
 SYSTEM_KEY = "system_name"
+# System attributes written with every exported frame and read back.
+PROVENANCE_KEYS = ("level_of_theory", "source")
 _STRUCTURE_KEYS = {"numbers", "positions", "species", "pos", "Lattice", "pbc"}
 
 
@@ -123,6 +125,10 @@ def _frame_from_atoms(
         energy = float(np.asarray(info[keys.energy]).reshape(-1)[0])
     elif keys.energy == "energy" and "energy" in results:
         energy = float(results["energy"])
+        free = results.get("free_energy")
+        if free is not None and abs(float(free) - energy) > 1e-8:
+            # Reported once per file by _warn_unused.
+            unused["free_energy (the calculator's; 'energy' is used)"] = "info"
     elif keys.energy == "energy" and "free_energy" in results:
         energy = float(results["free_energy"])
 
@@ -250,7 +256,11 @@ def _keep_constant_metadata(record: SystemRecord, members, path: Path) -> None:
             value is not None and np.array_equal(np.asarray(value), np.asarray(first))
             for value in values
         )
-        if same and key not in record.attrs:
+        if same and key == "source" and "source" in record.attrs:
+            # An exported dataset names its original source; keep that.
+            record.attrs["converted_from"] = record.attrs["source"]
+            record.attrs["source"] = str(first)
+        elif same and key not in record.attrs:
             value = first.tolist() if isinstance(first, np.ndarray) else first
             record.attrs[key] = value.item() if hasattr(value, "item") else value
         else:
@@ -410,17 +420,30 @@ def _fmt(values: Iterable[float]) -> str:
     return " ".join(repr(float(v)) for v in values)
 
 
+def _quotable(value) -> str:
+    """A text attribute as a double-quoted extxyz value can hold it."""
+    text = " ".join(str(value).split())
+    return text.replace('"', "'").replace("\\", "/")
+
+
 def iter_extxyz_lines(dataset) -> Iterator[str]:
     """Yield the lines of an extended-XYZ file holding every frame of ``dataset``.
 
     Numbers are written with 17 significant digits (exact for float64).
     Each frame's info has ``system_name``, ``energy`` (eV) and ``virial``
-    (eV, 9 values) where present; ``forces`` (eV/Å) is a per-atom column
-    where present. Frames without a label simply lack its key.
+    (eV, 9 values) where present, and the system's ``level_of_theory`` and
+    ``source``, which :func:`read_ase` restores as system attributes;
+    ``forces`` (eV/Å) is a per-atom column where present. Frames without a
+    label simply lack its key.
     """
     for info in dataset.systems:
         symbols = [chemical_symbols[z] for z in info.atomic_numbers]
         pbc = " ".join("T" if p else "F" for p in info.pbc)
+        provenance = [
+            f'{key}="{_quotable(info.attrs[key])}"'
+            for key in PROVENANCE_KEYS
+            if key in info.attrs
+        ]
         for start, block in dataset.iter_blocks(info.name, 1024):
             for row in range(block["positions"].shape[0]):
                 with_forces = bool(block["has_forces"][row])
@@ -436,6 +459,7 @@ def iter_extxyz_lines(dataset) -> Iterator[str]:
                     virial = block["virial"][row].ravel(order="F")
                     head.append(f'virial="{_fmt(virial)}"')
                 head.append(f'pbc="{pbc}"')
+                head.extend(provenance)
                 yield str(info.n_atoms)
                 yield " ".join(head)
                 positions = block["positions"][row]

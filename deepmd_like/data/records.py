@@ -114,7 +114,8 @@ def write_records(
     if not records:
         raise UserError(f"nothing to write to {path}: no frames were read")
     for record in records:
-        validate_record(record, record.attrs.get("source") or path)
+        where = record.attrs.get("converted_from") or record.attrs.get("source")
+        validate_record(record, where or path)
     with publish_path(path, overwrite, suffix=".h5") as tmp:
         with DatasetWriter(
             tmp, overwrite=True, journal=False, shown_as=path

@@ -129,7 +129,8 @@ def format_summary(path, root: dict, systems: list[SystemSummary]) -> str:
             )
         if s.force_max is not None:
             lines.append(
-                f"    forces [eV/Å]: max |F| {s.force_max:.4f}, RMS {s.force_rms:.4f}"
+                f"    forces [eV/Å]: max |F| {s.force_max:.4f}, RMS |F| "
+                f"{s.force_rms * 3**0.5:.4f}, RMS per component {s.force_rms:.4f}"
             )
         if s.virial_range:
             lines.append(

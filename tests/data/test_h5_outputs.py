@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from deepmd_like.cli import main
-from deepmd_like.data import Dataset, DatasetWriter, check_dataset, convert
+from deepmd_like.data import Dataset, DatasetWriter, check_dataset
+from deepmd_like.data.convert import convert
 from deepmd_like.data import publish
 from deepmd_like.data.publish import clean_stale_temporaries, publish_path
 from deepmd_like.data.transform import split_dataset
@@ -177,3 +178,64 @@ def test_unlabelled_sources_need_the_flag_in_every_format(tmp_path):
                      "--allow-unlabelled"]) == 0
         frames = Dataset(out)
         assert not any(bool(frame["has_energy"]) for frame in frames)
+
+
+def test_extxyz_round_trip_keeps_provenance(tmp_path):
+    path = _systems(tmp_path / "d.h5", [3])
+    with DatasetWriter(path) as writer:
+        writer.set_attrs("s0", {"source": 'vasp run "A" 2024'})
+    xyz = tmp_path / "d.xyz"
+    assert main(["data", "export", str(path), "--format", "extxyz", "-o",
+                 str(xyz)]) == 0
+    back = tmp_path / "back.h5"
+    assert main(["data", "convert", str(xyz), "-o", str(back)]) == 0
+    attrs = Dataset(back).systems[0].attrs
+    assert attrs["level_of_theory"] == "PBE"
+    assert attrs["source"] == "vasp run 'A' 2024"
+    assert attrs["converted_from"] == str(xyz)
+
+
+def test_info_labels_force_rms(tmp_path, capsys):
+    path = tmp_path / "f.h5"
+    forces = np.array([[[3.0, 0.0, 0.0], [0.0, 4.0, 0.0]]])  # |F| 3 and 4
+    with DatasetWriter(path) as writer:
+        writer.add_system("m", [1, 1], np.array([[[0, 0, 0], [0, 0, 1.0]]]),
+                          energy=[0.0], forces=forces)
+    capsys.readouterr()
+    assert main(["data", "info", str(path)]) == 0
+    out = capsys.readouterr().out
+    # RMS |F| = sqrt((9 + 16) / 2); per component sqrt(25 / 6).
+    assert f"RMS |F| {np.sqrt(12.5):.4f}" in out
+    assert f"RMS per component {np.sqrt(25 / 6):.4f}" in out
+
+
+def test_free_energy_that_differs_is_reported(tmp_path, caplog):
+    from ase import Atoms
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import write
+
+    atoms = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])
+    atoms.calc = SinglePointCalculator(atoms, energy=-1.0, free_energy=-1.2,
+                                       forces=np.zeros((2, 3)))
+    src = tmp_path / "h2.xyz"
+    write(src, atoms, format="extxyz")
+    with caplog.at_level("WARNING"):
+        convert([src], tmp_path / "h2.h5")
+    assert "free_energy" in caplog.text
+    assert Dataset(tmp_path / "h2.h5")[0]["energy"].item() == -1.0
+
+
+def test_build_water_refuses_an_existing_output(tmp_path, repo_root):
+    import subprocess
+    import sys
+
+    out = tmp_path / "w.h5"
+    out.write_text("keep")
+    run = subprocess.run(
+        [sys.executable, str(repo_root / "datasets" / "build_water.py"), "-o",
+         str(out)], capture_output=True, text=True,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1].endswith(
+        "w.h5 already exists; pass --overwrite to replace it")
+    assert "Traceback" not in run.stderr and out.read_text() == "keep"
