@@ -111,7 +111,6 @@ def detect_format(path: Path) -> str:
 def read_source(path: str | os.PathLike, options: ConvertOptions) -> list[SystemRecord]:
     """Read one source into systems in eV and Å."""
     from deepmd_like.data import ase_format, deepmd_format, npz_format
-
     from deepmd_like.data.reader import parse_data_reference
 
     path = Path(path)

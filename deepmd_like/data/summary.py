@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from ase.data import chemical_symbols
 
-from deepmd_like.data.reader import Dataset
+from deepmd_like.data.reader import Dataset, locked_h5
 from deepmd_like.data.schema import check_block_finite
-from deepmd_like.data.reader import locked_h5
 
 
 @dataclass

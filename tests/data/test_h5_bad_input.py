@@ -5,11 +5,10 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from h5_test_helpers import write_deepmd_system
 
 from deepmd_like.cli import main
 from deepmd_like.data.convert import convert
-
-from h5_test_helpers import write_deepmd_system
 
 
 def _deepmd(tmp, **changes):

@@ -156,7 +156,7 @@ def test_reader_sees_whole_commits_while_a_writer_appends(tmp_path, capsys):
     outcomes = report["outcomes"]
     assert set(outcomes) <= {"ok", "busy"}, outcomes
     assert outcomes["ok"] >= 20 and report["sizes"] == sorted(report["sizes"])
-    assert report["sizes"][-1] > report["sizes"][0], (outcomes, report["sizes"][::20], seen)
+    assert report["sizes"][-1] > report["sizes"][0], (outcomes, seen)
     assert child.returncode == 0, err
     total = int(out.strip())
     # The readers really overlapped the appends and saw the file grow.

@@ -9,16 +9,14 @@ import time
 
 import numpy as np
 import pytest
+from h5_test_helpers import write_deepmd_system
 
 from deepmd_like.cli import main
-from deepmd_like.data import Dataset, DatasetWriter, check_dataset
+from deepmd_like.data import Dataset, DatasetWriter, check_dataset, publish
 from deepmd_like.data.convert import convert
-from deepmd_like.data import publish
 from deepmd_like.data.publish import clean_stale_temporaries, publish_path
 from deepmd_like.data.transform import split_dataset
 from deepmd_like.errors import UserError
-
-from h5_test_helpers import write_deepmd_system
 
 
 def _systems(path, sizes):
