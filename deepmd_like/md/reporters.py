@@ -538,7 +538,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a damaged or foreign file
-        raise UserError(f"{path}: not a readable MD checkpoint ({err})") from None
+        from deepmd_like.nn.export import _short_reason
+
+        raise UserError(
+            f"{path}: not a readable MD checkpoint ({_short_reason(err)})"
+        ) from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path}: not an MD run checkpoint")
     if int(data.get("version", 0)) > CHECKPOINT_VERSION:

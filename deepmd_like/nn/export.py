@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import List
@@ -126,7 +127,10 @@ def read_metadata(path: str | os.PathLike) -> dict:
         with _quiet_jit():
             torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except RuntimeError as error:
-        raise UserError(f"{path}: not a frozen model file ({error})") from None
+        raise UserError(
+            f"{path}: not a deepmd-like checkpoint or frozen model "
+            f"({_short_reason(error)})"
+        ) from None
     return _check_metadata(extra[_METADATA], path)
 
 
@@ -157,12 +161,50 @@ def _is_torchscript(path: Path) -> bool:
                    or "/code/" in name for name in archive.namelist())
 
 
+def _short_reason(error: BaseException) -> str:
+    """One short phrase for why ``torch.load`` refused a file."""
+    text = str(error)
+    match = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+    if match:
+        return f"unpickling refused: {match.group(1).strip()}"
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    first = first.split(". ")[0].rstrip(".")
+    if len(first) > 100:
+        first = first[:97] + "..."
+    return f"{type(error).__name__}: {first}"
+
+
+def read_checkpoint_file(path: str | os.PathLike) -> object:
+    """``torch.load(weights_only=True)`` of a checkpoint, failing in one short line.
+
+    Raises
+    ------
+    UserError
+        ``PATH is already a frozen model`` for a TorchScript file, else
+        ``PATH: not a deepmd-like checkpoint or frozen model (REASON)``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint file")
+    if _is_torchscript(path):
+        raise UserError(
+            f"{path} is already a frozen model; give a checkpoint.pt written by "
+            "'dpl train'"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - any unreadable file
+        raise UserError(
+            f"{path}: not a deepmd-like checkpoint or frozen model "
+            f"({_short_reason(error)})"
+        ) from None
+
+
 def load_checkpoint_model(path: str | os.PathLike) -> EnergyModel:
     """Rebuild an :class:`EnergyModel` from a training checkpoint."""
-    try:
-        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file
-        raise UserError(f"{path}: not a readable checkpoint ({error})") from None
+    checkpoint = read_checkpoint_file(path)
     if not isinstance(checkpoint, dict) or "model_config" not in checkpoint:
         raise UserError(
             f"{path}: not a training checkpoint (no 'model_config' key)"
@@ -223,7 +265,10 @@ def load_model(
                 core = torch.jit.load(str(path), map_location=device,
                                       _extra_files=extra)
         except RuntimeError as error:
-            raise UserError(f"{path}: cannot load frozen model ({error})") from None
+            raise UserError(
+                f"{path}: not a deepmd-like checkpoint or frozen model "
+                f"({_short_reason(error)})"
+            ) from None
         metadata = _check_metadata(extra[_METADATA], path)
         if dtype is not None:
             shift = core.fitting.energy_shift.clone()

@@ -54,13 +54,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # unreadable, or a TorchScript (frozen) file
-        raise UserError(
-            f"{path} is not a training checkpoint ({type(err).__name__}); give a "
-            "checkpoint.pt written by 'dpl train'"
-        ) from None
+    from deepmd_like.nn.export import read_checkpoint_file
+
+    state = read_checkpoint_file(path)
     if not isinstance(state, dict) or state.get("format") != FORMAT_NAME:
         raise UserError(f"{path} is not a training checkpoint of 'dpl train'")
     if int(state.get("version", 0)) > FORMAT_VERSION:

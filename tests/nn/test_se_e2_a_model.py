@@ -2,6 +2,7 @@
 overflow, compression, freezing, loading and ``dpl freeze``."""
 
 import json
+import warnings
 import zipfile
 
 import numpy as np
@@ -16,6 +17,7 @@ from deepmd_like.nn.export import freeze, load_model
 from deepmd_like.nn.fitting import compute_energy_shift
 from deepmd_like.nn.model import EnergyModel
 from deepmd_like.nn.testing import make_batch
+from deepmd_like.train.checkpoint import load_checkpoint
 
 CELL = np.array([[5.6, 0.0, 0.0], [0.8, 5.1, 0.0], [-0.4, 0.6, 5.3]])
 
@@ -237,3 +239,29 @@ def test_gradient_of_a_force_loss_matches_finite_differences(type_one_side):
         numerical = (values[0] - values[1]) / 2e-5
         assert abs(float(grad) - numerical) < 1e-6 * max(1.0, abs(numerical))
         assert abs(numerical) > 1e-6
+
+
+def test_unreadable_and_frozen_inputs_fail_in_one_short_line(tmp_path, capsys):
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"\x80\x02}q\x00" + bytes(range(256)) * 4)
+    for call in (lambda: load_model(garbage),
+                 lambda: load_checkpoint(garbage)):
+        with pytest.raises(UserError) as info:
+            call()
+        message = str(info.value)
+        assert message.startswith(
+            f"{garbage}: not a deepmd-like checkpoint or frozen model (")
+        assert "\n" not in message and len(message) < 200
+        assert "weights_only" not in message and "arbitrary" not in message
+    assert main(["freeze", str(garbage), "-o", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "weights_only" not in err
+    frozen = freeze(ready_model(), tmp_path / "frozen.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserError, match="is already a frozen model"):
+            load_checkpoint(frozen)
+        assert main(["freeze", str(frozen), "-o", str(tmp_path / "y.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "already a frozen model" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.pt").exists() and not (tmp_path / "y.pt").exists()
