@@ -90,12 +90,41 @@ def _device(name: str | None):
     return device
 
 
+def _load_config(args: argparse.Namespace):
+    """The input's configuration; with --init-model a missing ``model`` section
+    is taken from the checkpoint."""
+    from deepmd_like.config import config_from_dict, load_input
+
+    path = Path(args.input)
+    if args.init_model and path.is_file():
+        try:
+            text = path.read_text(encoding="utf-8")
+            if path.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except Exception:  # noqa: BLE001 - load_input reports it properly
+            data = None
+        if isinstance(data, dict) and "model" not in data:
+            from deepmd_like.train.checkpoint import load_checkpoint
+
+            data["model"] = load_checkpoint(args.init_model)["model_config"]
+            log.info("model section taken from %s", args.init_model)
+            try:
+                return config_from_dict(data, base_dir=path.parent)
+            except UserError as err:
+                raise UserError(f"{path}: {err}") from None
+    return load_input(path)
+
+
 def run(args: argparse.Namespace) -> int:
     from deepmd_like.config import load_input
     from deepmd_like.fileio import atomic_write_text, fresh_run_dir
     from deepmd_like.train.trainer import Trainer
 
-    config = load_input(args.input)
+    config = _load_config(args)
     out = _output_dir(args)
     trainer = Trainer(
         config,

@@ -161,6 +161,37 @@ def statistics_batches(
     return batches
 
 
+# Model settings that do not change the architecture or the weights' meaning:
+# an --init-model run may give other values (the checkpoint's are kept).
+_FREE_MODEL_KEYS = {"seed", "sel_overflow", "data_stat_nbatch", "data_stat_protect"}
+
+
+def _architecture_difference(
+    ours: Any, theirs: Any, where: str
+) -> tuple[str, Any, Any] | None:
+    """The first ``(key, input value, checkpoint value)`` that differs, or None.
+
+    ``sel: "auto"`` in the input matches any checkpoint ``sel``.
+    """
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        for key in list(ours) + [k for k in theirs if k not in ours]:
+            if key in _FREE_MODEL_KEYS:
+                continue
+            if key == "sel" and ours.get(key) == "auto":
+                continue
+            found = _architecture_difference(
+                ours.get(key), theirs.get(key), f"{where}.{key}"
+            )
+            if found is not None:
+                return found
+        return None
+    if isinstance(ours, (list, tuple)) and isinstance(theirs, (list, tuple)):
+        ours, theirs = list(ours), list(theirs)
+    if ours != theirs:
+        return where, ours, theirs
+    return None
+
+
 class Trainer:
     """One training run: model, optimiser, data sampling and output.
 
@@ -312,6 +343,16 @@ class Trainer:
             raise UserError(
                 f"--init-model {path} has type_map {model_config['type_map']} but the "
                 f"input has {self.config.model.type_map}; they must be equal"
+            )
+        difference = _architecture_difference(
+            self.config.model.to_dict(), model_config, "model"
+        )
+        if difference is not None:
+            key, ours, theirs = difference
+            raise UserError(
+                f"{key}: input {ours!r} differs from the checkpoint's {theirs!r}; "
+                "fine-tuning keeps the checkpoint's architecture — remove or match "
+                "the model section"
             )
         return model_config
 

@@ -90,6 +90,45 @@ def test_init_model_starts_from_trained_weights(water_set, tmp_path):
         )
 
 
+def test_init_model_refuses_another_architecture(water_set, tmp_path, capsys):
+    data = tiny_input(str(water_set), numb_steps=4, save_freq=4)
+    Trainer(config_from_dict(data), tmp_path / "a", progress=False).run()
+    ckpt = tmp_path / "a" / "checkpoint.pt"
+    state = load_checkpoint(ckpt)
+    wider = tiny_input(str(water_set))
+    wider["model"]["descriptor"]["neuron"] = [8, 16]
+    with pytest.raises(UserError) as info:
+        Trainer(config_from_dict(wider), tmp_path / "c", init_model=ckpt,
+                progress=False)
+    assert str(info.value).startswith(
+        "model.descriptor.neuron: input [8, 16] differs from the checkpoint's [4, 8]"
+    )
+    # Seeds and the overflow policy do not change the architecture.
+    reseeded = tiny_input(str(water_set))
+    reseeded["model"]["descriptor"].update(seed=77, sel_overflow="error")
+    reseeded["model"]["fitting_net"]["seed"] = 78
+    Trainer(config_from_dict(reseeded), tmp_path / "d", init_model=ckpt,
+            progress=False)
+    # Without a model section the checkpoint's is used.
+    bare = tiny_input(str(water_set), numb_steps=2, save_freq=2)
+    del bare["model"]
+    path = tmp_path / "bare.json"
+    path.write_text(json.dumps(bare))
+    out = tmp_path / "e"
+    assert main(["train", str(path), "-o", str(out), "--init-model", str(ckpt),
+                 "--no-progress"]) == 0
+    written = json.loads((out / "input.json").read_text())
+    assert written["model"] == state["model_config"]
+    wider_path = tmp_path / "wider.json"
+    wider_path.write_text(json.dumps(wider))
+    capsys.readouterr()
+    assert main(["train", str(wider_path), "-o", str(tmp_path / "f"),
+                 "--init-model", str(ckpt), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "model.descriptor.neuron" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "f").exists()
+
+
 def test_cli_outputs_and_refuses_to_overwrite(water_set, tmp_path, capsys):
     data = tiny_input(str(water_set), numb_steps=10, disp_freq=5, save_freq=5)
     data["training"]["max_ckpt_keep"] = 1
