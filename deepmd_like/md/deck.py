@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any, Union
 
 import yaml
+from ase.data import chemical_symbols
 
 from deepmd_like import typed_config
 from deepmd_like.errors import UserError
@@ -410,6 +411,12 @@ class AnalysisSection:
                         f"{path}.rdf.pairs[{i}] must be two element symbols, got "
                         f"{pair!r}"
                     )
+                for symbol in pair:
+                    if symbol not in chemical_symbols[1:]:
+                        raise UserError(
+                            f"{path}.rdf.pairs[{i}]: {symbol!r} is not an element "
+                            "symbol"
+                        )
             if self.rdf.bins < 1:
                 raise UserError(f"{path}.rdf.bins must be >= 1")
             if self.rdf.r_max_A is not None and not self.rdf.r_max_A > 0:

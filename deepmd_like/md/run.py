@@ -214,6 +214,15 @@ def prepare(deck: Deck) -> Prepared:
             f"{deck.source}: analysis.rdf needs a structure periodic in all three "
             f"directions (pbc is {atoms.pbc.tolist()})"
         )
+    if deck.analysis.rdf is not None:
+        present = set(atoms.get_chemical_symbols())
+        for i, pair in enumerate(deck.analysis.rdf.pairs):
+            missing = [symbol for symbol in pair if symbol not in present]
+            if missing:
+                raise UserError(
+                    f"{deck.source}: analysis.rdf.pairs[{i}]: the structure has no "
+                    f"{missing[0]} atoms (it has {', '.join(sorted(present))})"
+                )
     has_velocities = bool(np.any(atoms.get_momenta() != 0))
     return Prepared(atoms, potential, description, has_velocities)
 

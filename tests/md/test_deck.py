@@ -87,7 +87,7 @@ BAD_DECKS = [
     ("model file not a model",
      lambda f: ((f / "junk.pt").write_bytes(b"not a model"),
                 {"potential": {"model": "junk.pt"}})[1],
-     ["junk.pt"]),
+     ["junk.pt: not a deepmd-like checkpoint or frozen model ("]),
     ("structure file missing", lambda f: {"structure": {"file": "nothere.xyz"}},
      ["nothere.xyz", "does not exist"]),
     ("structure file ASE cannot read",
@@ -101,6 +101,12 @@ BAD_DECKS = [
                 "analysis": {"rdf": {"pairs": [["Ar", "Ar"]]}},
                 "_": write(f / "open.xyz", Atoms("Ar2", [[0, 0, 0], [4, 0, 0]]))},
      ["analysis.rdf", "periodic"]),
+    ("rdf pair with an unknown element",
+     lambda f: {"analysis": {"rdf": {"pairs": [["Ar", "Xx"]]}}},
+     ["deck.yaml", "analysis.rdf.pairs[0]", "'Xx' is not an element symbol"]),
+    ("rdf pair with an element not in the structure",
+     lambda f: {"analysis": {"rdf": {"pairs": [["Ar", "Ar"], ["Ar", "Ne"]]}}},
+     ["deck.yaml", "analysis.rdf.pairs[1]", "no Ne atoms"]),
 ]
 
 
