@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from deepmd_like.data import Dataset, collate_structures  # noqa: E402
-from deepmd_like.data.convert import convert  # noqa: E402
+from deepmd_like.data.converters import convert  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -112,7 +112,7 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def _convert(args) -> int:
-    from deepmd_like.data.convert import ConvertOptions, convert
+    from deepmd_like.data.converters import ConvertOptions, convert
 
     options = ConvertOptions(
         format=args.format,

@@ -8,7 +8,7 @@ import pytest
 from h5_test_helpers import write_deepmd_system
 
 from deepmd_like.cli import main
-from deepmd_like.data.convert import convert
+from deepmd_like.data.converters import convert
 
 
 def _deepmd(tmp, **changes):

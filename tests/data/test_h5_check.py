@@ -117,7 +117,7 @@ def test_outlier_among_many_small_compositions(tmp_path, capsys):
 
 
 def test_real_reactive_data_passes(shared_data, tmp_path, capsys):
-    from deepmd_like.data.convert import convert
+    from deepmd_like.data.converters import convert
 
     path = tmp_path / "combustion.h5"
     convert([shared_data / "combustion_nopbc_deepmd"], path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deepmd_like.data.convert import read_source, ConvertOptions
+from deepmd_like.data.converters import read_source, ConvertOptions
 
 
 def _one(path):

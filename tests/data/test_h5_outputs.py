@@ -13,7 +13,7 @@ from h5_test_helpers import write_deepmd_system
 
 from deepmd_like.cli import main
 from deepmd_like.data import Dataset, DatasetWriter, check_dataset, publish
-from deepmd_like.data.convert import convert
+from deepmd_like.data.converters import convert
 from deepmd_like.data.publish import clean_stale_temporaries, publish_path
 from deepmd_like.data.transform import split_dataset
 from deepmd_like.errors import UserError

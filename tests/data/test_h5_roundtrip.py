@@ -6,7 +6,7 @@ import numpy as np
 
 from deepmd_like.cli import main
 from deepmd_like.data import Dataset
-from deepmd_like.data.convert import convert
+from deepmd_like.data.converters import convert
 
 from h5_test_helpers import random_system, write_deepmd_system  # noqa: F401
 

@@ -11,7 +11,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from deepmd_like.data import Dataset
-from deepmd_like.data.convert import ConvertOptions, convert, read_source
+from deepmd_like.data.converters import ConvertOptions, convert, read_source
 
 from h5_test_helpers import random_system, write_deepmd_system  # noqa: F401
 
