@@ -57,9 +57,16 @@ class FrozenModel(nn.Module):
         self.sel_overflow = str(metadata.get("sel_overflow", "warn"))
 
     def forward(self, batch: dict) -> dict:
-        """Energies of a batch; see :class:`~deepmd_like.nn.model.EnergyModel`."""
-        return run_core(self.core, batch, self.type_map, self.cutoff,
-                        self.sel_overflow)
+        """Energies of a batch; see :class:`~deepmd_like.nn.model.EnergyModel`.
+
+        TorchScript's optimising executor is off: it swaps in a differently
+        rounded graph after its first profiling calls, so a model loaded afresh
+        (a restarted MD run) would not give the same float32 forces as one
+        that has been running for a while.
+        """
+        with torch.jit.optimized_execution(False):
+            return run_core(self.core, batch, self.type_map, self.cutoff,
+                            self.sel_overflow)
 
 
 @contextlib.contextmanager

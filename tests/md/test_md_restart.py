@@ -135,3 +135,31 @@ def test_reporters_are_called_on_their_intervals():
     assert every3.closed and every5.closed
     sim.run(5, reporters=[every5])
     assert every5.steps[-1] == 15
+
+
+def test_a_freshly_loaded_float32_model_gives_the_forces_of_a_warm_one(tmp_path):
+    # A restarted run loads the frozen model afresh; its first force calls must
+    # be bit-identical to those of a model that has already run many steps.
+    from md_calculator_helpers import small_model, water_cluster
+
+    from deepmd_like.md.forces import compute_forces
+    from deepmd_like.nn.export import freeze, load_model
+
+    path = freeze(small_model(), tmp_path / "model.pt")
+    atoms = water_cluster()
+    warm = load_model(path, dtype=torch.float32)
+    sim = Simulation(atoms, warm, VelocityVerlet(0.5), skin=0.5, seed=1,
+                     dtype=torch.float32)
+    sim.initialize_velocities(300.0)
+    sim.run(6)
+    batch = sim.state.batch()
+    pairs = sim.neighbors.update(sim.state.positions, sim.state.cell,
+                                 sim.state.pbc, sim.state.structure_index)
+    batch.update(centers=pairs.centers, neighbors=pairs.neighbors,
+                 shifts=pairs.shifts)
+    cold = load_model(path, dtype=torch.float32)
+    for virial in (True, False):
+        a = compute_forces(warm, dict(batch), virial=virial)
+        b = compute_forces(cold, dict(batch), virial=virial)
+        assert torch.equal(a["forces"], b["forces"])
+        assert torch.equal(a["energy"], b["energy"])
