@@ -65,11 +65,17 @@ def _format(value: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from deepmd_like import load_model
     from deepmd_like.fileio import atomic_write_text, refuse_overwrite
-    from deepmd_like.train.evaluation import parity_plots, test_model
+    from deepmd_like.train.evaluation import (
+        check_plot_folder,
+        parity_plots,
+        test_model,
+    )
 
     if args.batch_size < 1:
         raise UserError("--batch-size must be >= 1")
     json_path = refuse_overwrite(args.json, args.overwrite) if args.json else None
+    if args.plots:
+        check_plot_folder(Path(args.plots), args.overwrite)
     if not Path(args.model).is_file():
         raise UserError(f"model {args.model} does not exist")
     from deepmd_like.commands.train import _device

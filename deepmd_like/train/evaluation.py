@@ -135,6 +135,27 @@ def test_model(
     )
 
 
+PLOT_NAMES = ("energy_parity.png", "force_parity.png", "virial_parity.png")
+
+
+def check_plot_folder(folder: Path, overwrite: bool = False) -> None:
+    """Refuse, before any evaluation, a plot folder that would be clobbered.
+
+    Raises
+    ------
+    UserError
+        If ``folder`` is a file, or holds one of the plots and ``overwrite``
+        is false.
+    """
+    from deepmd_like.fileio import refuse_overwrite
+
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"--plots {folder} exists and is not a folder")
+    for name in PLOT_NAMES:
+        refuse_overwrite(folder / name, overwrite)
+
+
 def parity_plots(
     result: TestResult, folder: Path, overwrite: bool = False
 ) -> list[Path]:
@@ -183,6 +204,8 @@ def parity_plots(
         ax.set_ylabel(f"predicted {label}")
         ax.set_title(f"RMSE {rmse:.3g} {unit}")
         ax.set_aspect("equal", adjustable="datalim")
+        # Absolute values on the ticks (no "+1e4" offset for total energies).
+        ax.ticklabel_format(useOffset=False, style="plain")
         fig.tight_layout()
         with atomic_path(path, suffix=".png") as tmp:
             fig.savefig(tmp, format="png")

@@ -81,3 +81,61 @@ def test_dpl_test_matches_training_validation(water_set, tmp_path, capsys):
         )
         == 2
     )
+
+
+def test_existing_plots_are_refused_before_evaluating(
+    water_set, tmp_path, capsys, monkeypatch
+):
+    import deepmd_like.train.evaluation as evaluation
+
+    data = tiny_input(str(water_set) + ":monomer", numb_steps=2, disp_freq=2,
+                      save_freq=2)
+    path = tmp_path / "input.json"
+    path.write_text(json.dumps(data))
+    run = tmp_path / "run"
+    assert main(["train", str(path), "-o", str(run), "--no-progress"]) == 0
+    plots = tmp_path / "plots"
+    args = ["test", "-m", str(run / "checkpoint.pt"), "-s",
+            str(water_set) + ":dimer", "--plots", str(plots)]
+    assert main(args) == 0
+    capsys.readouterr()
+
+    def must_not_run(*_args, **_kwargs):
+        raise AssertionError("evaluated before refusing the existing plots")
+
+    monkeypatch.setattr(evaluation, "test_model", must_not_run)
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "energy_parity.png" in err and "--overwrite" in err
+
+
+def test_energy_parity_ticks_have_no_offset(tmp_path, monkeypatch):
+    # Per-atom energies of real data sit near -155.9 eV/atom and spread by
+    # meV; the ticks must show those numbers, not "+1.559e2" offsets.
+    import matplotlib.figure
+    import numpy as np
+
+    from deepmd_like.train.evaluation import TestResult, parity_plots
+
+    figures = []
+    original = matplotlib.figure.Figure.savefig
+
+    def keep(fig, *args, **kwargs):
+        figures.append(fig)
+        return original(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", keep)
+    rng = np.random.default_rng(0)
+    ref = -155.9 + 1e-3 * rng.standard_normal(20)
+    result = TestResult(
+        overall={"energy_rmse_per_atom": 1e-4, "force_rmse": 0.1},
+        systems={},
+        energy_per_atom=(ref, ref + 1e-4 * rng.standard_normal(20)),
+        forces=(rng.standard_normal(30), rng.standard_normal(30)),
+    )
+    parity_plots(result, tmp_path)
+    axes = figures[0].axes[0]
+    figures[0].canvas.draw()
+    assert axes.xaxis.get_major_formatter().get_offset() == ""
+    assert axes.yaxis.get_major_formatter().get_offset() == ""
+    assert "155.9" in axes.get_xticklabels()[1].get_text().replace("\u2212", "-")
