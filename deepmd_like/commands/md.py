@@ -12,7 +12,11 @@ OUTDIR (default ``runs/md-NAME``, NAME the deck's folder for a file called
 final state) and, if the deck asks, ``analysis.json`` with PNG plots.
 
 ``--restart`` continues a killed run in OUTDIR from its latest checkpoint;
-the result equals that of a run that was never interrupted.
+the result equals that of a run that was never interrupted, bit for bit, in
+float64 and in float32 on one thread. float32 (``dtype: float32``) on several
+CPU threads is not bit-reproducible (parallel float32 sums round differently
+from run to run); set OMP_NUM_THREADS=1 or use float64 for exact repeats and
+restarts, otherwise they agree only statistically.
 """
 
 from __future__ import annotations

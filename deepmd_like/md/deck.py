@@ -447,7 +447,9 @@ class Deck:
     seed: int = 0
     # cpu, cuda, cuda:1, ...
     device: str = "cpu"
-    # float64 or float32.
+    # float64 or float32. float32 with several CPU threads is not
+    # bit-reproducible from run to run; exact repeats and restarts need
+    # float64 or one thread (OMP_NUM_THREADS=1).
     dtype: str = "float64"
     # Verlet-list skin, Å: the list is rebuilt when an atom moved half of it.
     neighbor_skin_A: float = 1.0
