@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+import weakref
 from typing import Iterable, List, Optional, Tuple
 
 import numpy as np
@@ -206,8 +207,27 @@ def run_core(
         )
         if sel_overflow == "error":
             raise UserError(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=3)
+        _warn_sel_overflow(message, core)
     return {"energy": energy, "atom_energy": atom_energy}
+
+
+# Calls with a too-small sel so far, per model: the warning is shown on the
+# 1st, 10th and 100th such call, then every 1000th, with the count.
+_SEL_OVERFLOW_CALLS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _warn_sel_overflow(message: str, key: nn.Module) -> None:
+    count = _SEL_OVERFLOW_CALLS.get(key, 0) + 1
+    _SEL_OVERFLOW_CALLS[key] = count
+    if count > 1 and not (count in (10, 100) or count % 1000 == 0):
+        return
+    following = 10 if count == 1 else (count * 10 if count < 1000 else count + 1000)
+    note = (
+        f" (force/energy call {count} with this overflow; shown again at "
+        f"call {following})"
+    )
+    # Attributed to this module, not to torch's Module.__call__.
+    warnings.warn(message + note, RuntimeWarning, stacklevel=1)
 
 
 class EnergyModel(nn.Module):

@@ -2,6 +2,7 @@
 overflow, compression, freezing, loading and ``dpl freeze``."""
 
 import json
+import re
 import warnings
 import zipfile
 
@@ -116,6 +117,26 @@ def test_sel_overflow_warns_with_counts_or_errors():
     strict = EnergyModel(config(sel=[2, 3], sel_overflow="error"))
     with pytest.raises(UserError, match="sel .* too small"):
         strict(batch)
+
+
+def test_sel_overflow_warning_is_not_repeated_every_call(tmp_path):
+    # An MD run or a training loop calls the model every step: the warning is
+    # shown on the 1st and 10th call (with the count), from our own module.
+    import deepmd_like.nn.model as model_module
+
+    batch = make_batch([structure(3, 9)])
+    for model in (ready_model(sel=[2, 3]),
+                  load_model(freeze(ready_model(sel=[2, 3]), tmp_path / "m.pt"))):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(35):
+                evaluate(model, batch)
+        shown = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+        assert len(shown) == 2, [str(w.message) for w in shown]
+        assert "call 1 " in str(shown[0].message)
+        assert "call 10 " in str(shown[1].message)
+        assert re.search(r"\d+ neighbour pair\(s\)", str(shown[1].message))
+        assert all(w.filename == model_module.__file__ for w in shown)
 
 
 def test_compressed_model_matches_exact_nets():
