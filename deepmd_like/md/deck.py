@@ -606,14 +606,20 @@ def deck_from_dict(
     for key in ("base_dir", "source"):
         if key in data:
             raise UserError(f"{source}: {key!r} is not a deck key")
-    deck = typed_config.build(
-        Deck,
-        data,
-        source + ":",
-        join=_join,
-        hidden=("base_dir", "source"),
-        none_is_empty=True,
-    )
+    try:
+        deck = typed_config.build(
+            Deck,
+            data,
+            "",
+            join=typed_config.dotted,
+            hidden=("base_dir", "source"),
+            none_is_empty=True,
+        )
+    except UserError as err:
+        # Key paths such as 'stages[0].steps' come without the file name.
+        text = str(err)
+        text = text[2:] if text.startswith(": ") else text
+        raise UserError(f"{source}: {text}") from None
     deck.base_dir = str(base_dir)
     deck.source = source
     deck.validate()

@@ -70,9 +70,13 @@ def _overlapping_file(folder):
 
 BAD_DECKS = [
     ("unknown key", lambda f: {"stepz": 10},
-     ["unknown key", "stepz", "did you mean 'steps'"]),
+     ["deck.yaml: unknown key 'stepz'", "did you mean 'steps'"]),
     ("nested unknown key", lambda f: {"reporters": {"thermo": {"intervall": 5}}},
-     ["reporters.thermo.intervall", "did you mean 'interval'"]),
+     ["deck.yaml: unknown key 'reporters.thermo.intervall'",
+      "did you mean 'interval'"]),
+    ("unknown key in a stage",
+     lambda f: {"stages": [{"steps": 10, "temprature_K": 300.0}]},
+     ["deck.yaml: unknown key 'stages[0].temprature_K'"]),
     ("negative timestep", lambda f: {"timestep_fs": -1.0}, ["timestep_fs", "positive"]),
     ("temperature without thermostat",
      lambda f: {"stages": [{"steps": 10, "temperature_K": 300.0}]},
