@@ -120,7 +120,6 @@ def _load_config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from deepmd_like.config import load_input
     from deepmd_like.fileio import atomic_write_text, fresh_run_dir
     from deepmd_like.train.trainer import Trainer
 

@@ -617,8 +617,7 @@ def deck_from_dict(
         )
     except UserError as err:
         # Key paths such as 'stages[0].steps' come without the file name.
-        text = str(err)
-        text = text[2:] if text.startswith(": ") else text
+        text = str(err).removeprefix(": ")
         raise UserError(f"{source}: {text}") from None
     deck.base_dir = str(base_dir)
     deck.source = source

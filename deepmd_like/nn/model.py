@@ -213,7 +213,7 @@ def run_core(
 
 # Calls with a too-small sel so far, per model: the warning is shown on the
 # 1st, 10th and 100th such call, then every 1000th, with the count.
-_SEL_OVERFLOW_CALLS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_SEL_OVERFLOW_CALLS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _warn_sel_overflow(message: str, key: nn.Module) -> None:

@@ -122,7 +122,7 @@ def test_sel_overflow_warns_with_counts_or_errors():
 def test_sel_overflow_warning_is_not_repeated_every_call(tmp_path):
     # An MD run or a training loop calls the model every step: the warning is
     # shown on the 1st and 10th call (with the count), from our own module.
-    import deepmd_like.nn.model as model_module
+    from deepmd_like.nn import model as model_module
 
     batch = make_batch([structure(3, 9)])
     for model in (ready_model(sel=[2, 3]),

@@ -86,7 +86,7 @@ def test_dpl_test_matches_training_validation(water_set, tmp_path, capsys):
 def test_existing_plots_are_refused_before_evaluating(
     water_set, tmp_path, capsys, monkeypatch
 ):
-    import deepmd_like.train.evaluation as evaluation
+    from deepmd_like.train import evaluation
 
     data = tiny_input(str(water_set) + ":monomer", numb_steps=2, disp_freq=2,
                       save_freq=2)
