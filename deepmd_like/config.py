@@ -12,10 +12,11 @@ Every section loads into a dataclass; the dataclass fields are the one place
 where defaults live. The ``model`` section is the model's own
 :class:`deepmd_like.nn.config.ModelConfig` (its defaults and checks live
 with the model); the other sections are defined here. Keys that start with
-an underscore (``_comment``) are ignored, as DeePMD-kit does. Any other unknown key is an error that names
-its path in the file and suggests the nearest known key. Values are checked
-for type and range here; checks that need the data (a type map missing an
-element, ``sel: "auto"``) happen when the trainer opens the datasets.
+an underscore (``_comment``) are ignored, as DeePMD-kit does. Any other
+unknown key is an error that names its path in the file and suggests the
+nearest known key. Values are checked for type and range here; checks that
+need the data (a type map missing an element, ``sel: "auto"``) happen when the
+trainer opens the datasets.
 
 Data references are the project's HDF5 files: ``"FILE.h5"`` (all systems) or
 ``"FILE.h5:NAME,NAME"`` (some systems). ``training_data`` may be such a

@@ -38,11 +38,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     )
     os.close(fd)
     tmp_path = Path(tmp)
-    # mkstemp creates the file private to its owner; give the published file
-    # the permissions a plain open() would have.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)
+    default_permissions(tmp_path)
     try:
         yield tmp_path
         fsync_file(tmp_path)
@@ -52,6 +48,14 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def default_permissions(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give a file or folder made by ``mkstemp``/``mkdtemp`` (private to its
+    owner) the permissions a plain ``open()`` or ``mkdir()`` would give it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~umask)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

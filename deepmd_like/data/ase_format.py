@@ -27,6 +27,7 @@ from ase.data import chemical_symbols
 
 from deepmd_like.data.records import SystemRecord, unique_names
 from deepmd_like.errors import UserError
+from deepmd_like.fileio import default_permissions
 
 logger = logging.getLogger(__name__)
 
@@ -479,7 +480,5 @@ def write_extxyz(dataset, path: str | os.PathLike, overwrite: bool = False) -> P
         with open(tmp, "w") as handle:
             for line in iter_extxyz_lines(dataset):
                 handle.write(line + "\n")
-        from deepmd_like.data.journal import default_permissions
-
         default_permissions(tmp)
     return Path(path)

@@ -25,7 +25,7 @@ from ase.data import chemical_symbols
 
 from deepmd_like.data.records import SystemRecord, unique_names
 from deepmd_like.errors import UserError
-from deepmd_like.fileio import fsync_dir
+from deepmd_like.fileio import default_permissions, fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -286,10 +286,7 @@ def write_deepmd(
             f"{out_dir.parent}: cannot write in the output folder "
             f"({err.strerror or err})"
         ) from None
-    # mkdtemp makes the folder private; give it the usual permissions.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
+    default_permissions(tmp, directory=True)
     try:
         for info in dataset.systems:
             data = dataset.read_system(info.name)

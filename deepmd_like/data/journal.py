@@ -57,14 +57,32 @@ def lock_path(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.lock")
 
 
-def default_permissions(path: str | os.PathLike) -> None:
-    """Give a file made by ``mkstemp`` (mode 0600) the usual permissions."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
+class _PositionedFile(io.RawIOBase):
+    """A readable, seekable raw file of ``size`` bytes with a cursor ``_pos``."""
+
+    size: int
+    _pos: int = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_SET:
+            self._pos = offset
+        elif whence == io.SEEK_CUR:
+            self._pos += offset
+        else:
+            self._pos = self.size + offset
+        return self._pos
 
 
-class OverlayFile(io.RawIOBase):
+class OverlayFile(_PositionedFile):
     """A writable view of a file whose changes stay in memory until committed.
 
     Reads return the newest bytes (memory first, then disk); writes go to
@@ -89,26 +107,9 @@ class OverlayFile(io.RawIOBase):
         self._pos = 0
 
     # io.RawIOBase interface -------------------------------------------------
-    def readable(self) -> bool:
-        return True
-
     def writable(self) -> bool:
         return True
 
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            self._pos = offset
-        elif whence == io.SEEK_CUR:
-            self._pos += offset
-        else:
-            self._pos = self.size + offset
-        return self._pos
 
     def _base_page(self, index: int) -> bytearray:
         start = index * PAGE
@@ -349,7 +350,7 @@ def recover(path: str | os.PathLike) -> bool:
     return journal is not None
 
 
-class RollbackView(io.RawIOBase):
+class RollbackView(_PositionedFile):
     """Read-only view of a file as it was before an interrupted commit.
 
     Parameters
@@ -370,23 +371,6 @@ class RollbackView(io.RawIOBase):
             self._data.append(data)
         self._pos = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if whence == io.SEEK_SET:
-            self._pos = offset
-        elif whence == io.SEEK_CUR:
-            self._pos += offset
-        else:
-            self._pos = self.size + offset
-        return self._pos
 
     def readinto(self, buffer) -> int:
         view = memoryview(buffer).cast("B")

@@ -30,7 +30,7 @@ from typing import Iterator
 
 from deepmd_like.data import journal as _journal
 from deepmd_like.errors import UserError
-from deepmd_like.fileio import fsync_dir, fsync_file
+from deepmd_like.fileio import default_permissions, fsync_dir, fsync_file
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def publish_path(
         ) from None
     os.close(fd)
     tmp = Path(name)
-    _journal.default_permissions(tmp)
+    default_permissions(tmp)
     try:
         yield tmp
         fsync_file(tmp)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deepmd_like.data.journal import default_permissions
+from deepmd_like.fileio import default_permissions
 from deepmd_like.data.publish import check_destination, publish_path
 from deepmd_like.errors import UserError
 

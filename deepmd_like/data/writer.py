@@ -34,7 +34,7 @@ from deepmd_like.data.schema import (
     read_system_info,
 )
 from deepmd_like.errors import UserError
-from deepmd_like.fileio import atomic_path
+from deepmd_like.fileio import atomic_path, default_permissions
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class DatasetWriter:
         if self.journal:
             with atomic_path(self.path, suffix=".h5") as tmp:
                 write(tmp)
-                _journal.default_permissions(tmp)
+                default_permissions(tmp)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             write(self.path)

@@ -224,6 +224,20 @@ class ModelConfig:
         )
 
 
+def _read_net_settings(config: Any, section: dict, key: str) -> None:
+    """Settings shared by the embedding and fitting nets, read into ``config``."""
+    config.resnet_dt = _bool(section.get("resnet_dt", config.resnet_dt),
+                             f"{key}.resnet_dt")
+    config.activation_function = _choice(
+        section.get("activation_function", "tanh"), ACTIVATIONS,
+        f"{key}.activation_function",
+    )
+    config.precision = _choice(
+        section.get("precision", "default"), tuple(PRECISIONS), f"{key}.precision"
+    )
+    config.seed = _seed(section.get("seed"), f"{key}.seed")
+
+
 def _descriptor(section: Any, n_types: int, where: str) -> DescriptorConfig:
     key = f"{where}.descriptor"
     if not isinstance(section, dict):
@@ -275,16 +289,7 @@ def _descriptor(section: Any, n_types: int, where: str) -> DescriptorConfig:
     config.type_one_side = _bool(
         section.get("type_one_side", config.type_one_side), f"{key}.type_one_side"
     )
-    config.resnet_dt = _bool(section.get("resnet_dt", config.resnet_dt),
-                             f"{key}.resnet_dt")
-    config.activation_function = _choice(
-        section.get("activation_function", "tanh"), ACTIVATIONS,
-        f"{key}.activation_function",
-    )
-    config.precision = _choice(
-        section.get("precision", "default"), tuple(PRECISIONS), f"{key}.precision"
-    )
-    config.seed = _seed(section.get("seed"), f"{key}.seed")
+    _read_net_settings(config, section, key)
     config.sel_overflow = _choice(
         section.get("sel_overflow", "warn"), ("warn", "error"), f"{key}.sel_overflow"
     )
@@ -300,16 +305,7 @@ def _fitting(section: Any, where: str) -> FittingConfig:
         raise UserError(f"{key}.type: only 'ener' is implemented")
     config = FittingConfig()
     config.neuron = _int_list(section.get("neuron", config.neuron), f"{key}.neuron")
-    config.resnet_dt = _bool(section.get("resnet_dt", config.resnet_dt),
-                             f"{key}.resnet_dt")
-    config.activation_function = _choice(
-        section.get("activation_function", "tanh"), ACTIVATIONS,
-        f"{key}.activation_function",
-    )
-    config.precision = _choice(
-        section.get("precision", "default"), tuple(PRECISIONS), f"{key}.precision"
-    )
-    config.seed = _seed(section.get("seed"), f"{key}.seed")
+    _read_net_settings(config, section, key)
     return config
 
 

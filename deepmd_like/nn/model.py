@@ -290,8 +290,9 @@ class EnergyModel(nn.Module):
         A fine table covers pair distances from ``min_distance`` to the
         cutoff, a ten times coarser one down to ``min_distance / 5``; closer
         pairs are extrapolated with a warning. Energies and forces agree
-        with the exact nets to about 1e-10 relative with the default step. A compressed model is for
-        inference (MD, ``dpl test``): its forces are not differentiable again.
+        with the exact nets to about 1e-10 relative with the default step.
+        A compressed model is for inference (MD, ``dpl test``): its forces
+        are not differentiable again.
 
         Parameters
         ----------

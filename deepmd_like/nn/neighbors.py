@@ -20,7 +20,6 @@ it holds ``(i, j, shift)`` and ``(j, i, -shift)``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
