@@ -95,10 +95,13 @@ class Spring:
         opts = self.options
         o, names = per_walker_log_psi_gradients(self.wavefunction, electrons)
         n_walkers = o.shape[0]
-        finite = torch.isfinite(o).all(1) & torch.isfinite(energies)
-        o = torch.where(finite[:, None], o, torch.zeros_like(o))
+        # A row with any NaN or inf has a non-finite sum: one pass over o.
+        finite = torch.isfinite(o.sum(1)) & torch.isfinite(energies)
+        if not bool(finite.all()):
+            o = torch.where(finite[:, None], o, torch.zeros_like(o))
         scale = n_walkers**-0.5
-        o = (o - o.mean(0)) * scale
+        # o is a fresh tensor: centre and scale it in place (it is large).
+        o.sub_(o.mean(0)).mul_(scale)
         residual = -(energies - energies.mean()) * scale
         residual = torch.where(finite, residual, torch.zeros_like(residual))
         if self.previous is None:
