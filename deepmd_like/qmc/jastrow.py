@@ -69,6 +69,16 @@ class CuspJastrow(nn.Module):
         slope = torch.where(same, 0.25, 0.5).to(nuclei.dtype)
         self.register_buffer("pair_slope", slope)
 
+    def one_body(self, electrons: torch.Tensor) -> torch.Tensor:
+        """The electron–nucleus part of log J for each electron, ``(W, N)``.
+
+        It is a product of one-electron factors, so ``exp(one_body)`` can be
+        folded into the orbitals row by row (pretraining does this).
+        """
+        _, r_en = electron_nucleus(electrons, self.nuclei)
+        a = nn.functional.softplus(self.raw_nucleus_range)
+        return -(self.charges * a * r_en / (a + r_en)).sum(-1)
+
     def forward(self, electrons: torch.Tensor) -> torch.Tensor:
         """log J for each walker.
 
@@ -80,9 +90,7 @@ class CuspJastrow(nn.Module):
         -------
         (n_walkers,) tensor
         """
-        _, r_en = electron_nucleus(electrons, self.nuclei)
-        a = nn.functional.softplus(self.raw_nucleus_range)
-        nucleus_term = -(self.charges * a * r_en / (a + r_en)).sum((-1, -2))
+        nucleus_term = self.one_body(electrons).sum(-1)
         _, r_ee = electron_electron(electrons)
         b = nn.functional.softplus(self.raw_electron_range)[self.same_spin]
         pair = self.pair_slope * b * r_ee / (b + r_ee)
