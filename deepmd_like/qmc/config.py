@@ -53,6 +53,7 @@ class SamplerConfig:
     target_acceptance: float = 0.55  # acceptance the step size is adapted to
     burn_in: int = 200  # moves before optimisation starts
     decorrelation: int = 10  # moves between optimisation steps
+    drift: bool = False  # Langevin moves along grad log|psi| (Metropolis-adjusted)
 
 
 @dataclass

@@ -197,6 +197,7 @@ class VMCRun:
             self.wavefunction,
             self.generator,
             target_acceptance=config.sampler.target_acceptance,
+            drift=config.sampler.drift,
         )
         self.optimizer = _make_optimizer(config, self.wavefunction)
         self.stage = "pretrain"

@@ -1,4 +1,12 @@
-"""Metropolis–Hastings sampling of |psi|^2 with all-electron Gaussian moves."""
+"""Metropolis–Hastings sampling of |psi|^2 with all-electron Gaussian moves.
+
+Moves are either a plain random walk or, with ``drift=True``, a Langevin
+proposal ``x' = x + D(x) + s * eta`` whose drift ``D`` follows
+``grad log|psi|``. The drift is limited per electron to at most one step
+length, so it stays finite at nodes and nuclei, and the acceptance carries
+the ratio of the forward and backward proposal densities, so either kind of
+move samples |psi|^2 exactly.
+"""
 
 from __future__ import annotations
 
@@ -20,11 +28,14 @@ class SamplerState:
         log|psi| at ``electrons``.
     step_size : float, bohr
         Standard deviation of each coordinate's proposed move.
+    gradient : (n_walkers, n_electrons, 3) tensor or None
+        grad log|psi| at ``electrons``, kept only by a sampler with drift.
     """
 
     electrons: torch.Tensor
     log_psi: torch.Tensor
     step_size: float
+    gradient: torch.Tensor | None = None
 
 
 class MetropolisSampler:
@@ -40,6 +51,8 @@ class MetropolisSampler:
         Acceptance ratio the step size is adapted towards.
     adapt_rate : float
         How strongly one batch of moves changes the step size.
+    drift : bool
+        Langevin moves along grad log|psi| instead of a plain random walk.
     """
 
     def __init__(
@@ -50,18 +63,44 @@ class MetropolisSampler:
         adapt_rate: float = 1.0,
         min_step: float = 1e-3,
         max_step: float = 2.0,
+        drift: bool = False,
     ) -> None:
         self.wavefunction = wavefunction
         self.generator = generator
         self.target_acceptance = target_acceptance
         self.adapt_rate = adapt_rate
         self.min_step, self.max_step = min_step, max_step
+        self.drift = drift
 
     @torch.no_grad()
     def init(self, electrons: torch.Tensor, step_size: float = 0.2) -> SamplerState:
         """Evaluate log|psi| at ``electrons`` and return a sampler state."""
+        if self.drift:
+            log_psi, gradient = self._log_psi_and_gradient(electrons)
+            return SamplerState(electrons, log_psi, step_size, gradient)
         _, log_psi = self.wavefunction(electrons)
         return SamplerState(electrons, log_psi, step_size)
+
+    def _log_psi_and_gradient(
+        self, electrons: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            x = electrons.detach().requires_grad_(True)
+            _, log_psi = self.wavefunction(x)
+            (gradient,) = torch.autograd.grad(log_psi.sum(), x)
+        # On a node log|psi| = -inf and its gradient is undefined: no drift.
+        gradient = torch.nan_to_num(gradient, nan=0.0, posinf=0.0, neginf=0.0)
+        return log_psi.detach(), gradient
+
+    @staticmethod
+    def _drift(gradient: torch.Tensor, step_size: float) -> torch.Tensor:
+        """Displacement ``s^2 g / sqrt(1 + s^2 |g|^2)`` of each electron.
+
+        It is ``s^2 grad log|psi|`` where the gradient is small and at most
+        one step length ``s`` where it diverges (nodes, nuclei).
+        """
+        norm2 = (gradient * gradient).sum(-1, keepdim=True)
+        return step_size**2 * gradient / torch.sqrt(1.0 + step_size**2 * norm2)
 
     @torch.no_grad()
     def step(
@@ -75,7 +114,10 @@ class MetropolisSampler:
         acceptance : float
             Fraction of accepted moves over the ``n_steps``.
         """
-        electrons, log_psi = state.electrons, state.log_psi
+        if self.drift and state.gradient is None:
+            state = self.init(state.electrons, state.step_size)
+        electrons, log_psi, gradient = state.electrons, state.log_psi, state.gradient
+        step = state.step_size
         accepted = 0.0
         for _ in range(n_steps):
             noise = torch.randn(
@@ -84,9 +126,20 @@ class MetropolisSampler:
                 dtype=electrons.dtype,
                 device=self.generator.device,
             ).to(electrons.device)
-            proposal = electrons + state.step_size * noise
-            _, proposal_log = self.wavefunction(proposal)
-            log_ratio = 2.0 * (proposal_log - log_psi)
+            if self.drift:
+                forward = self._drift(gradient, step)
+                proposal = electrons + forward + step * noise
+                proposal_log, proposal_gradient = self._log_psi_and_gradient(
+                    proposal
+                )
+                backward = electrons - proposal - self._drift(proposal_gradient, step)
+                # log T(x' -> x) - log T(x -> x') of the Gaussian proposals.
+                log_t = ((step * noise).pow(2) - backward.pow(2)).sum((-1, -2))
+                log_ratio = 2.0 * (proposal_log - log_psi) + log_t / (2 * step**2)
+            else:
+                proposal = electrons + step * noise
+                _, proposal_log = self.wavefunction(proposal)
+                log_ratio = 2.0 * (proposal_log - log_psi)
             # A walker on a node (log|psi| = -inf) always moves; one whose
             # proposal is on a node never does.
             log_ratio = torch.where(
@@ -101,11 +154,15 @@ class MetropolisSampler:
             accept = torch.log(uniform) < log_ratio
             electrons = torch.where(accept[:, None, None], proposal, electrons)
             log_psi = torch.where(accept, proposal_log, log_psi)
+            if self.drift:
+                gradient = torch.where(
+                    accept[:, None, None], proposal_gradient, gradient
+                )
             accepted += accept.to(electrons.dtype).mean().item()
         acceptance = accepted / max(n_steps, 1)
-        step_size = state.step_size
+        step_size = step
         if adapt:
             miss = acceptance - self.target_acceptance
             step_size *= math.exp(self.adapt_rate * miss)
             step_size = min(max(step_size, self.min_step), self.max_step)
-        return SamplerState(electrons, log_psi, step_size), acceptance
+        return SamplerState(electrons, log_psi, step_size, gradient), acceptance
