@@ -8,9 +8,12 @@
 A driver for DeepQMC's own ``train`` (its hydra ``task=train`` config with
 KFAC, the chosen ansatz config and the H2 molecule), run in DeepQMC's own
 environment (``run_deepqmc.sh`` builds it); nothing of ``deepmd_like`` is
-imported. Float64 and one CPU thread are set before JAX starts, unless the
-environment already sets them. Extra arguments are hydra overrides of the
-composed config, e.g. ``ansatz.n_determinants=4``.
+imported. Float64 and one thread for Eigen/BLAS are set before JAX starts,
+unless the environment already sets them; JAX's CPU client still sizes its
+worker pool by the CPUs the process may use, so run it pinned to one CPU
+(``taskset -c 0``, as ``run_deepqmc.sh`` does) to measure one core. Extra
+arguments are hydra overrides of the composed config, e.g.
+``ansatz.n_determinants=4``.
 
 Writes under OUT_DIR:
 
@@ -282,13 +285,17 @@ def main() -> int:
             return 2
         shutil.rmtree(args.out_dir)
     args.out_dir.mkdir(parents=True)
+    cpus = sorted(os.sched_getaffinity(0))
     log.info(
-        "jax %s, devices %s, x64 %s, XLA_FLAGS=%r",
+        "jax %s, devices %s, x64 %s, CPUs allowed %s, XLA_FLAGS=%r",
         jax.__version__,
         jax.devices(),
         jax.config.jax_enable_x64,
+        cpus,
         os.environ.get("XLA_FLAGS"),
     )
+    if len(cpus) > 1:
+        log.warning("not pinned to one CPU: JAX may run %d threads", len(cpus))
 
     task = compose_task(args)
     workdir = task.pop("workdir")
@@ -328,6 +335,7 @@ def main() -> int:
         "walkers": args.batch,
         "decorrelation": args.decorrelation,
         "overrides": args.overrides,
+        "cpus_allowed": cpus,
         "reference_Ha": EXACT_HA,
         "setup_wall_s": setup_s,
         "train_steps": len(train_rows),

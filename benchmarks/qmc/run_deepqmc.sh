@@ -5,9 +5,10 @@
 #
 # On first use it builds benchmarks/_work/dqvenv from deepqmc-requirements.txt
 # (needs Python >= 3.12: set PYTHON=/path/to/python3.12 if it is not found).
-# Then it runs deepqmc_h2.py there on one CPU thread in float64; the log, with
-# wall time and peak memory from /usr/bin/time, goes to OUT_DIR.log.
-# NICE=19 runs it at the lowest priority.
+# Then it runs deepqmc_h2.py there in float64, pinned to one CPU (CPU=0 by
+# default; JAX sizes its thread pool by the CPUs allowed, so two runs side by
+# side take CPU=0 and CPU=1); the log, with wall time and peak memory from
+# /usr/bin/time, goes to OUT_DIR.log. NICE=19 runs it at the lowest priority.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 venv=benchmarks/_work/dqvenv
@@ -47,7 +48,7 @@ export OMP_WAIT_POLICY=PASSIVE
 log="${1%/}.log"
 mkdir -p "$(dirname "$log")"
 status=0
-nice -n "${NICE:-0}" /usr/bin/time -v "$venv/bin/python" \
+taskset -c "${CPU:-0}" nice -n "${NICE:-0}" /usr/bin/time -v "$venv/bin/python" \
     benchmarks/qmc/deepqmc_h2.py "$@" > "$log" 2>&1 || status=$?
 grep -E "deepqmc_h2: result:|^error:|Error" "$log" | tail -n 3 >&2 || true
 grep -E "Elapsed \(wall|Maximum resident" "$log" >&2 || true
