@@ -490,13 +490,7 @@ class VMCRun:
             axes[0].axhline(exact, color="k", ls="--", label=f"{label} {exact:.6f}")
             low = exact - 0.01 * max(1.0, abs(exact)) * 0.2
             axes[0].set_ylim(low, max(exact + 0.1, float(np.percentile(energy, 90))))
-            axes[1].semilogy(
-                steps[window - 1 :], np.abs(smooth - exact) * 1e3, label="|E - ref|"
-            )
-            axes[1].axhline(1.6, color="r", ls=":", label="1.6 mHa")
-            axes[1].set_xlabel("optimisation step")
-            axes[1].set_ylabel("|E - reference| (mHa)")
-            axes[1].legend()
+            self._plot_difference(axes[1], steps, energy, exact, label)
         axes[0].set_xlabel("optimisation step")
         axes[0].set_ylabel("energy (Ha)")
         axes[0].set_title(self.name)
@@ -505,6 +499,31 @@ class VMCRun:
         with atomic_path(self.outdir / "trace.png", suffix=".png") as tmp:
             fig.savefig(tmp, dpi=100)
         plt.close(fig)
+
+
+    def _plot_difference(self, ax, steps, energy, exact: float, label: str) -> None:
+        """Training energy minus the reference in mHa, and the evaluated E."""
+        window = max(1, min(500, len(energy) // 10))
+        mean = np.convolve(energy, np.ones(window) / window, mode="valid")
+        ax.axhspan(-1.6, 1.6, color="tab:green", alpha=0.15, label="±1.6 mHa")
+        ax.axhline(0.0, color="k", lw=0.8)
+        ax.plot(
+            steps[window - 1 :], (mean - exact) * 1e3,
+            label=f"training, mean of {window} steps",
+        )
+        if len(self.evaluate_rows) >= 2:
+            block = reblock(np.array([r["energy_Ha"] for r in self.evaluate_rows]))
+            ax.errorbar(
+                [steps[-1]], [(block.mean - exact) * 1e3], [3e3 * block.error],
+                fmt="o", color="tab:red", capsize=4,
+                label=f"evaluated: {(block.mean - exact) * 1e3:+.2f} mHa (±3σ)",
+            )
+        # The first, far-off steps would hide the last millihartrees.
+        tail = (mean[len(mean) // 5 :] - exact) * 1e3
+        ax.set_ylim(min(-2.5, tail.min() - 0.5), max(2.5, min(tail.max() + 0.5, 20)))
+        ax.set_xlabel("optimisation step")
+        ax.set_ylabel(f"E − {label} (mHa)")
+        ax.legend()
 
 
 def _device(name: str, where: str) -> torch.device:
