@@ -1,13 +1,15 @@
 """Walker-steps per second of sampling plus local-energy evaluation.
 
     python benchmarks/qmc/bench_throughput.py [--device cpu|cuda] [--threads 1]
-        [--walkers 256] [--repeats 3] [--json OUT.json]
+        [--walkers 256] [--repeats 3] [--drift] [--laplacians loop forward]
+        [--systems H2 LiH] [--json OUT.json]
 
 For H2 and LiH with the network sizes of ``wavefunctions/*/input.yaml``, it
 times one evaluation step (``decorrelation`` Metropolis moves, then the local
 energy of every walker) and one optimisation step (the same plus a SPRING
 update), for both ways of computing the Laplacian. A walker-step is one
-walker going through one such step.
+walker going through one such step. ``--drift`` uses Langevin moves (one
+extra backward pass per move). Wall and CPU seconds are both reported.
 """
 
 from __future__ import annotations
@@ -33,19 +35,28 @@ from deepmd_like.qmc.system import initial_walkers  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _timed(function, repeats: int, device: torch.device) -> float:
+def _timed(function, repeats: int, device: torch.device) -> tuple[float, float]:
+    """Wall and CPU seconds per call, after one warm-up call."""
     function()  # warm-up: first calls import and allocate
     if device.type == "cuda":
         torch.cuda.synchronize()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(repeats):
         function()
     if device.type == "cuda":
         torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeats
+    wall = (time.perf_counter() - start) / repeats
+    return wall, (time.process_time() - cpu) / repeats
 
 
-def bench(system: str, n_walkers: int, repeats: int, device: torch.device) -> list:
+def bench(
+    system: str,
+    n_walkers: int,
+    repeats: int,
+    device: torch.device,
+    drift: bool = False,
+    laplacians: tuple[str, ...] = ("loop", "forward"),
+) -> list:
     data = yaml.safe_load((ROOT / "wavefunctions" / system / "input.yaml").read_text())
     data["sampler"]["n_walkers"] = n_walkers
     data["pretrain"]["steps"] = 0
@@ -62,14 +73,14 @@ def bench(system: str, n_walkers: int, repeats: int, device: torch.device) -> li
         options,
     ).to(device)
     generator = torch.Generator(device=device).manual_seed(0)
-    sampler = MetropolisSampler(wavefunction, generator)
+    sampler = MetropolisSampler(wavefunction, generator, drift=drift)
     electrons = initial_walkers(molecule, n_walkers, generator, device=device)
     state = sampler.init(electrons)
     state, _ = sampler.step(state, 50)
     optimizer = _make_optimizer(config, wavefunction)
     moves = config.sampler.decorrelation
     rows = []
-    for method in ("loop", "forward"):
+    for method in laplacians:
 
         def evaluate():
             new, _ = sampler.step(state, moves, adapt=False)
@@ -79,16 +90,18 @@ def bench(system: str, n_walkers: int, repeats: int, device: torch.device) -> li
             energies = evaluate()
             optimizer.step(state.electrons, energies)
 
-        t_eval = _timed(evaluate, repeats, device)
-        t_opt = _timed(optimise, repeats, device)
+        t_eval, cpu_eval = _timed(evaluate, repeats, device)
+        t_opt, _ = _timed(optimise, repeats, device)
         rows.append(
             {
                 "system": system,
                 "laplacian": method,
+                "drift": drift,
                 "n_walkers": n_walkers,
                 "moves_per_step": moves,
                 "evaluate_step_s": t_eval,
                 "walker_steps_per_s": n_walkers / t_eval,
+                "walker_steps_per_cpu_s": n_walkers / cpu_eval,
                 "optimise_step_s": t_opt,
             }
         )
@@ -102,6 +115,11 @@ def main() -> None:
     parser.add_argument("--walkers", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--systems", nargs="+", default=["H2", "LiH"])
+    parser.add_argument("--drift", action="store_true", help="Langevin moves")
+    parser.add_argument(
+        "--laplacians", nargs="+", default=["loop", "forward"],
+        choices=["loop", "forward"],
+    )
     parser.add_argument("--json", help="write the rows here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -109,13 +127,20 @@ def main() -> None:
     device = torch.device(args.device)
     rows = []
     for system in args.systems:
-        rows += bench(system, args.walkers, args.repeats, device)
+        rows += bench(
+            system, args.walkers, args.repeats, device, args.drift,
+            tuple(args.laplacians),
+        )
     print(f"device {device}, {args.threads} thread(s), float64")
-    print("system  laplacian  walkers  eval step (s)  walker-steps/s  opt step (s)")
+    print(
+        "system  laplacian  drift  walkers  eval step (s)  walker-steps/s  "
+        "per CPU-s  opt step (s)"
+    )
     for r in rows:
         print(
-            f"{r['system']:6}  {r['laplacian']:9}  {r['n_walkers']:7}  "
-            f"{r['evaluate_step_s']:13.3f}  {r['walker_steps_per_s']:14.0f}  "
+            f"{r['system']:6}  {r['laplacian']:9}  {str(r['drift']):5}  "
+            f"{r['n_walkers']:7}  {r['evaluate_step_s']:13.3f}  "
+            f"{r['walker_steps_per_s']:14.0f}  {r['walker_steps_per_cpu_s']:9.0f}  "
             f"{r['optimise_step_s']:12.3f}"
         )
     if args.json:
