@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 from pathlib import Path
 
 from deepmd_like.errors import UserError
@@ -53,23 +54,42 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+# Files a run writes into its folder.
+RUN_FILES = (
+    "checkpoint.pt", "train.csv", "evaluate.csv", "result.json", "trace.png",
+)
+
+
 def _outdir(args: argparse.Namespace, name: str) -> Path:
     from deepmd_like.fileio import fresh_run_dir
 
     if args.output is None:
         if args.restart or args.evaluate_only:
             raise UserError("--restart and --evaluate-only need -o OUTDIR of the run")
-        return fresh_run_dir("runs", prefix=f"vmc-{name}")
+        # The system name may hold characters a folder name cannot.
+        safe = re.sub(r"[^A-Za-z0-9._+-]", "_", name)
+        return fresh_run_dir("runs", prefix=f"vmc-{safe}")
     outdir = Path(args.output)
+    if outdir.exists() and not outdir.is_dir():
+        raise UserError(f"{outdir}: exists and is not a folder; choose another -o")
     if args.restart or args.evaluate_only:
         if not (outdir / "checkpoint.pt").is_file():
             raise UserError(f"{outdir}: no checkpoint.pt to continue from")
         return outdir
-    if outdir.exists() and any(outdir.iterdir()) and not args.overwrite:
-        raise UserError(
-            f"{outdir} exists and is not empty; pass --overwrite, --restart, or "
-            "another -o"
-        )
+    if outdir.exists() and any(outdir.iterdir()):
+        if not args.overwrite:
+            raise UserError(
+                f"{outdir} exists and is not empty; pass --overwrite, --restart, "
+                "or another -o"
+            )
+        # A new run: nothing of the old one may be left beside its results.
+        for file in RUN_FILES:
+            (outdir / file).unlink(missing_ok=True)
+    parent = outdir.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{outdir}: {parent} is not a folder; choose another -o")
     return outdir
 
 
@@ -110,7 +130,13 @@ def _reference(args, config, molecule, name) -> int:
     from deepmd_like.qmc.hartree_fock import reference_energies
 
     reference = config.reference
-    energies = reference_energies(molecule, reference.basis, reference.fci)
+    try:
+        energies = reference_energies(molecule, reference.basis, reference.fci)
+    except (RuntimeError, ValueError) as err:
+        raise UserError(
+            f"{args.input}: PySCF could not compute the references in basis "
+            f"{reference.basis!r} (reference.basis): {err}"
+        ) from None
     energies["system"] = name
     if config.system.exact_energy is not None:
         energies["exact"] = config.system.exact_energy

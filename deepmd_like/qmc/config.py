@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,13 +136,20 @@ def _build(cls: type, data: Any, where: str) -> Any:
             known = ", ".join(fields)
             raise UserError(f"{where}: unknown key '{key}'{hint} (known: {known})")
         default = getattr(cls(), key)
+        # "FILE: section.key" for messages.
+        name = f"{where}.{key}" if ":" in where else f"{where}: {key}"
         if dataclasses.is_dataclass(default):
-            kwargs[key] = _build(type(default), value, f"{where}.{key}")
+            kwargs[key] = _build(type(default), value, name)
             continue
         if fields[key].type == "Any":
             kwargs[key] = value
             continue
-        kwargs[key] = _check_type(default, value, f"{where}.{key}")
+        if default is None and fields[key].type in ("float | None",):
+            default = 0.0  # an optional number: a number when given
+            if value is None:
+                kwargs[key] = None
+                continue
+        kwargs[key] = _check_type(default, value, name)
     return cls(**kwargs)
 
 
@@ -156,6 +164,8 @@ def _check_type(default: Any, value: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{key}: expected a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):
+            raise UserError(f"{key}: expected a finite number, got {value!r}")
     elif isinstance(default, str):
         if not isinstance(value, str):
             raise UserError(f"{key}: expected a string, got {value!r}")
@@ -164,6 +174,8 @@ def _check_type(default: Any, value: Any, key: str) -> Any:
 
 def config_from_dict(data: Any, where: str = "input") -> VMCConfig:
     """Validate a parsed input and fill in defaults."""
+    if data is None:
+        raise UserError(f"{where}: the input is empty; see wavefunctions/*/input.yaml")
     config = _build(VMCConfig, data, where)
     for (section, key), choices in _CHOICES.items():
         value = getattr(getattr(config, section), key)
@@ -196,12 +208,52 @@ def config_from_dict(data: Any, where: str = "input") -> VMCConfig:
     for section, key in [
         ("optimizer", "steps"),
         ("pretrain", "steps"),
-        ("evaluate", "steps"),
         ("sampler", "burn_in"),
     ]:
         if getattr(getattr(config, section), key) < 0:
             raise UserError(f"{where}: {section}.{key} must not be negative")
+    for key, value, low, high, what in _ranges(config):
+        if not low <= value <= high:
+            raise UserError(f"{where}: {key} is {value}; it must be {what}")
     return config
+
+
+def _ranges(config: VMCConfig) -> list[tuple[str, Any, float, float, str]]:
+    """(key, value, lowest, highest, wording) of every bounded setting."""
+    tiny, huge = 1e-300, math.inf
+    return [
+        ("sampler.n_walkers", config.sampler.n_walkers, 2, huge, "at least 2"),
+        ("evaluate.steps", config.evaluate.steps, 2, huge,
+         "at least 2 (the error bar needs a series)"),
+        ("ansatz.n_layers", config.ansatz.n_layers, 1, huge, "at least 1"),
+        ("threads", config.threads, 1, huge, "at least 1"),
+        ("seed", config.seed, 0, 2**63 - 1, "between 0 and 2^63 - 1"),
+        ("sampler.initial_step", config.sampler.initial_step, tiny, huge,
+         "positive (bohr)"),
+        ("sampler.target_acceptance", config.sampler.target_acceptance, 0.05, 0.95,
+         "between 0.05 and 0.95"),
+        ("optimizer.learning_rate", config.optimizer.learning_rate, tiny, huge,
+         "positive"),
+        ("optimizer.learning_rate_decay", config.optimizer.learning_rate_decay,
+         tiny, huge, "positive (steps)"),
+        ("optimizer.damping", config.optimizer.damping, 0.0, huge, "not negative"),
+        ("optimizer.momentum", config.optimizer.momentum, 0.0, 0.999999,
+         "in [0, 1)"),
+        ("optimizer.max_norm", config.optimizer.max_norm, tiny, huge, "positive"),
+        ("optimizer.clip_width", config.optimizer.clip_width, tiny, huge,
+         "positive"),
+        ("pretrain.learning_rate", config.pretrain.learning_rate, tiny, huge,
+         "positive"),
+        ("ansatz.envelope_softening", config.ansatz.envelope_softening, 0.0, huge,
+         "not negative (bohr)"),
+        ("ansatz.nucleus_range", config.ansatz.nucleus_range, tiny, huge,
+         "positive (bohr)"),
+        ("ansatz.electron_range", config.ansatz.electron_range, tiny, huge,
+         "positive (bohr)"),
+        ("max_memory_gb",
+         1.0 if config.max_memory_gb is None else config.max_memory_gb, tiny, huge,
+         "positive (GB)"),
+    ]
 
 
 def load_config(path: str | Path) -> VMCConfig:
@@ -211,6 +263,8 @@ def load_config(path: str | Path) -> VMCConfig:
         raise UserError(f"{path}: no such input file")
     try:
         data = yaml.safe_load(path.read_text())
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text (YAML) file") from None
     except yaml.YAMLError as err:
         reason = " ".join(str(err).split())
         raise UserError(f"{path}: not valid YAML ({reason})") from None

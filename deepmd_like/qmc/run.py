@@ -243,9 +243,14 @@ class VMCRun:
             )
 
     def load(self, path: Path | None = None) -> None:
-        """Restore everything from a checkpoint written by :meth:`save`."""
+        """Restore everything from a checkpoint written by :meth:`save`.
+
+        The input must describe the same run (molecule, network, walkers);
+        other settings (steps, learning rate, sampler moves) may change.
+        """
         path = Path(path or self.checkpoint_path)
         payload = read_checkpoint(path)
+        check_same_run(payload["config"], self.config, path, self.where)
         self.wavefunction.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optimizer"])
         self.stage, self.step = payload["stage"], int(payload["step"])
@@ -257,12 +262,26 @@ class VMCRun:
         self.evaluate_rows = list(payload["evaluate_rows"])
         self.wall_s = dict(payload["wall_s"])
         self.hf_energy = payload.get("hf_energy", self.hf_energy)
+        saved_drift = payload["config"].get("sampler", {}).get("drift", False)
+        if self.state is not None and saved_drift != self.config.sampler.drift:
+            # The step length was adapted to the other kind of move.
+            logger.warning(
+                "sampler.drift changed from %s to %s: re-adapting the step length "
+                "over %d moves", saved_drift, self.config.sampler.drift,
+                self.config.sampler.burn_in,
+            )
+            self._adapt_step(self.config.sampler.burn_in)
 
     # Stages --------------------------------------------------------------
 
     def run(self, progress: bool = True) -> dict:
         """Run the remaining stages; return the result dictionary."""
-        self.outdir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.outdir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UserError(
+                f"{self.outdir}: cannot create the run folder ({err.strerror})"
+            ) from None
         if self.stage == "pretrain":
             self._pretrain()
         if self.stage == "burn_in":
@@ -315,13 +334,16 @@ class VMCRun:
         start = time.perf_counter()
         if self.state is None:
             self.state = self._initial_state()
-        n = self.config.sampler.burn_in
-        for done in range(0, n, 10):
-            self.state, _ = self.sampler.step(self.state, min(10, n - done))
+        self._adapt_step(self.config.sampler.burn_in)
         self.wall_s["burn_in"] += time.perf_counter() - start
         self.stage = "train"
         self.step = 0
         self.save()
+
+    def _adapt_step(self, n_moves: int) -> None:
+        """Move the walkers ``n_moves`` times, adapting the step every 10."""
+        for done in range(0, n_moves, 10):
+            self.state, _ = self.sampler.step(self.state, min(10, n_moves - done))
 
     def _sample_and_measure(self, n_moves: int, adapt: bool):
         self.state, acceptance = self.sampler.step(self.state, n_moves, adapt=adapt)
@@ -548,12 +570,46 @@ def read_checkpoint(path: Path) -> dict:
         raise UserError(f"{path}: not a readable checkpoint ({err})") from None
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path}: not a dpl vmc checkpoint")
+    missing = [key for key in CHECKPOINT_KEYS if key not in payload]
+    if missing:
+        raise UserError(
+            f"{path}: damaged checkpoint (no {', '.join(missing)}); start the run "
+            "again without --restart"
+        )
     if int(payload.get("version", 0)) > CHECKPOINT_VERSION:
         raise UserError(
             f"{path}: checkpoint version {payload['version']} is newer than this "
             f"program reads ({CHECKPOINT_VERSION}); upgrade deepmd_like"
         )
     return payload
+
+
+# Keys every checkpoint holds (see VMCRun.save).
+CHECKPOINT_KEYS = (
+    "config", "stage", "step", "model", "optimizer", "electrons", "step_size",
+    "generator", "train_rows", "evaluate_rows", "wall_s",
+)
+# Settings a continued run must share with the run that wrote the checkpoint:
+# they define the molecule, the network's shape or the walkers.
+SAME_RUN_KEYS = (
+    ("system", "atoms"), ("system", "unit"), ("system", "charge"),
+    ("system", "spin"), ("ansatz",), ("sampler", "n_walkers"),
+)
+
+
+def check_same_run(saved: dict, config: VMCConfig, path: Path, where: str) -> None:
+    """Refuse an input that describes another run than the checkpoint's."""
+    current = config_to_dict(config)
+    for keys in SAME_RUN_KEYS:
+        old, new = saved, current
+        for key in keys:
+            old, new = old.get(key), new.get(key)
+        if old != new:
+            name = ".".join(keys)
+            raise UserError(
+                f"{where}: {name} differs from the run in {path} ({new!r} against "
+                f"{old!r}); use the run's own input, or start a new run"
+            )
 
 
 def run_from_config(

@@ -175,6 +175,12 @@ def make_molecule(
             f"{where}: charge {charge} leaves {n_electrons} electrons; "
             "at least one electron is needed"
         )
+    if charge < -MAX_EXTRA_ELECTRONS:
+        raise UserError(
+            f"{where}: charge {charge} adds {-charge} electrons to the neutral "
+            f"molecule; more than {MAX_EXTRA_ELECTRONS} extra electrons are not "
+            "bound in the small molecules VMC is meant for"
+        )
     if spin < 0 or spin > n_electrons or (n_electrons - spin) % 2:
         raise UserError(
             f"{where}: spin (2S = n_up - n_down) {spin} is impossible with "
@@ -182,6 +188,10 @@ def make_molecule(
             f"the parity of {n_electrons}"
         )
     return Molecule(tuple(symbols), tuple(charges), tuple(positions), charge, spin)
+
+
+# Most extra electrons an anion may carry (charge >= -2).
+MAX_EXTRA_ELECTRONS = 2
 
 
 def _as_int(value: Any, key: str) -> int:

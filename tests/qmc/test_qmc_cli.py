@@ -119,6 +119,19 @@ def test_killed_run_restarts_to_the_same_numbers(tmp_path, monkeypatch):
             },
             "184 electrons",
         ),
+        ({"system": {**TINY["system"], "charge": -5}}, "extra electrons"),
+        ({"system": {**TINY["system"], "exact_energy": "low"}}, "exact_energy"),
+        ({"optimizer": {"learning_rate": float("nan")}}, "finite"),
+        ({"optimizer": {"learning_rate": -1.0}}, "optimizer.learning_rate"),
+        ({"optimizer": {"learning_rate_decay": 0}}, "learning_rate_decay"),
+        ({"sampler": {"initial_step": 0.0}}, "sampler.initial_step"),
+        ({"sampler": {"target_acceptance": 2.0}}, "target_acceptance"),
+        ({"sampler": {"n_walkers": 1}}, "n_walkers"),
+        ({"ansatz": {"n_layers": 0}}, "ansatz.n_layers"),
+        ({"evaluate": {"steps": 1}}, "evaluate.steps"),
+        ({"threads": 0}, "threads"),
+        ({"seed": 2**70}, "seed"),
+        ({"max_memory_gb": -1}, "max_memory_gb"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, capsys, change, message):
@@ -182,3 +195,72 @@ def test_restart_with_more_steps_trains_on(tmp_path):
     rows = _rows(tmp_path / "run" / "train.csv")
     assert [int(r["step"]) for r in rows] == list(range(1, 9))
     assert result["train_steps"] == 8 and result["evaluate_steps"] == 6
+
+
+def test_empty_or_binary_input_is_one_clear_line(tmp_path, capsys):
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(256)))
+    for path, message in [(empty, "empty"), (binary, "not a text")]:
+        code = main(["vmc", str(path), "-o", str(tmp_path / "out"), "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_output_that_is_a_file_is_refused(tmp_path, capsys):
+    path = _write(tmp_path, TINY)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out in [afile, afile / "sub"]:
+        code = main(["vmc", str(path), "-o", str(out), "--no-progress"])
+        err = capsys.readouterr().err
+        assert code == 2 and "not a folder" in err
+
+
+def test_continuing_with_another_molecule_or_network_is_refused(tmp_path, capsys):
+    path = _write(tmp_path, TINY)
+    out = tmp_path / "run"
+    assert main(["vmc", str(path), "-o", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    stretched = {**TINY["system"], "atoms": [["H", 0, 0, -1.0], ["H", 0, 0, 1.0]]}
+    for change, key in [
+        ({"system": stretched}, "system.atoms"),
+        ({"sampler": {**TINY["sampler"], "n_walkers": 32}}, "sampler.n_walkers"),
+        ({"ansatz": {**TINY["ansatz"], "hidden_one": 16}}, "ansatz"),
+    ]:
+        other = _write(tmp_path, {**TINY, **change}, "other.yaml")
+        for flag in ["--restart", "--evaluate-only"]:
+            code = main(["vmc", str(other), "-o", str(out), flag, "--no-progress"])
+            err = capsys.readouterr().err
+            assert code == 2 and key in err and len(err.strip().splitlines()) == 1
+
+
+def test_overwrite_leaves_nothing_of_the_old_run(tmp_path):
+    path = _write(tmp_path, TINY)
+    out = tmp_path / "run"
+    assert main(["vmc", str(path), "-o", str(out), "--no-progress"]) == 0
+    assert (out / "evaluate.csv").exists()
+    no_training = _write(tmp_path, {**TINY, "optimizer": {"steps": 0}}, "b.yaml")
+    assert main(["vmc", str(no_training), "-o", str(out), "--overwrite",
+                 "--no-progress"]) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["train_steps"] == 0
+    assert len(_rows(out / "evaluate.csv")) == TINY["evaluate"]["steps"]
+    assert _rows(out / "train.csv") == []
+
+
+def test_switching_to_langevin_moves_for_evaluation_readapts_the_step(tmp_path):
+    path = _write(tmp_path, {**TINY, "evaluate": {"steps": 6, "decorrelation": 5}})
+    out = tmp_path / "run"
+    assert main(["vmc", str(path), "-o", str(out), "--no-progress"]) == 0
+    plain = _rows(out / "evaluate.csv")
+    drift = {**TINY, "sampler": {**TINY["sampler"], "drift": True, "burn_in": 100},
+             "evaluate": {"steps": 6, "decorrelation": 5}}
+    other = _write(tmp_path, drift, "drift.yaml")
+    assert main(["vmc", str(other), "-o", str(out), "--evaluate-only",
+                 "--no-progress"]) == 0
+    rows = _rows(out / "evaluate.csv")
+    mean = sum(float(r["acceptance"]) for r in rows) / len(rows)
+    assert 0.35 <= mean <= 0.75, mean
+    assert rows != plain
