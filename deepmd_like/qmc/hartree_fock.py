@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -41,15 +42,19 @@ def build_pyscf_molecule(molecule: Molecule, basis: str, cartesian: bool = True)
     gto, _ = _pyscf()
     atoms = [(s, p) for s, p in zip(molecule.symbols, molecule.positions)]
     try:
-        return gto.M(
-            atom=atoms,
-            unit="Bohr",
-            basis=basis,
-            charge=molecule.charge,
-            spin=molecule.spin,
-            cart=cartesian,
-            verbose=0,
-        )
+        # PySCF warns about optional packages for unknown names; the error
+        # below says what is wrong.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return gto.M(
+                atom=atoms,
+                unit="Bohr",
+                basis=basis,
+                charge=molecule.charge,
+                spin=molecule.spin,
+                cart=cartesian,
+                verbose=0,
+            )
     except (KeyError, RuntimeError, ValueError) as err:
         raise UserError(
             f"PySCF cannot build basis {basis!r} for {molecule.formula()}: {err}"

@@ -105,7 +105,7 @@ def check_memory(config: VMCConfig, molecule: Molecule, where: str = "input") ->
 
 
 def build_wavefunction(
-    config: VMCConfig, molecule: Molecule
+    config: VMCConfig, molecule: Molecule, where: str = "input"
 ) -> tuple[nn.Module, nn.Module | None, float | None]:
     """The ansatz, the Hartree–Fock orbitals (if needed) and the HF energy."""
     torch.manual_seed(config.seed)
@@ -117,7 +117,12 @@ def build_wavefunction(
     if needs_hf:
         from deepmd_like.qmc.hartree_fock import hartree_fock_orbitals
 
-        hf_orbitals, hf_energy = hartree_fock_orbitals(molecule, config.pretrain.basis)
+        try:
+            hf_orbitals, hf_energy = hartree_fock_orbitals(
+                molecule, config.pretrain.basis
+            )
+        except UserError as err:
+            raise UserError(f"{where}: pretrain.basis: {err}") from None
     if a.kind == "slater_jastrow":
         wavefunction = SlaterJastrow(
             hf_orbitals, nuclei, charges, molecule.n_up, molecule.n_down,
@@ -187,7 +192,7 @@ class VMCRun:
         check_memory(config, self.molecule, where)
         self.name = config.system.name or self.molecule.formula()
         self.wavefunction, self.hf_orbitals, self.hf_energy = build_wavefunction(
-            config, self.molecule
+            config, self.molecule, where
         )
         self.wavefunction.to(self.device)
         if self.hf_orbitals is not None:
@@ -630,6 +635,11 @@ def run_from_config(
         run.stage, run.step, run.evaluate_rows = "train", len(run.train_rows), []
         run.wall_s["evaluate"] = 0.0
     if evaluate_only:
+        if run.stage == "train":
+            logger.warning(
+                "%s: training stopped at step %d of %d; evaluating that wavefunction",
+                run.checkpoint_path, len(run.train_rows), config.optimizer.steps,
+            )
         if run.stage in ("pretrain", "burn_in"):
             raise UserError(
                 f"{run.checkpoint_path}: the run has not been trained yet; "
