@@ -8,7 +8,6 @@ potential energy per atom and mean temperature within statistical error).
 
 import numpy as np
 import pytest
-import torch
 from ase import units
 from ase.build import bulk
 from ase.md.langevin import Langevin as AseLangevin
