@@ -77,17 +77,9 @@ def _output_dir(args: argparse.Namespace) -> Path | None:
 
 
 def _device(name: str | None):
-    import torch
+    from deepmd_like.devices import resolve_device
 
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a torch device") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine")
-    return device
+    return resolve_device(name, "--device")
 
 
 def _load_config(args: argparse.Namespace):

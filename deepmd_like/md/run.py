@@ -195,15 +195,9 @@ def prepare(deck: Deck) -> Prepared:
         overlap, a model file that is missing or unreadable, an element the
         potential does not know, a device that does not exist.
     """
-    import torch
+    from deepmd_like.devices import resolve_device
 
-    try:
-        device = torch.device(deck.device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("CUDA is not available")
-        torch.empty(0, device=device)
-    except (RuntimeError, AssertionError) as err:
-        raise UserError(f"{deck.source}: device {deck.device!r}: {err}") from None
+    device = resolve_device(deck.device, f"{deck.source}: device")
     atoms = _read_structure(deck)
     atoms = atoms.repeat(tuple(deck.structure.repeat))
     _check_overlaps(atoms, deck.structure.min_distance_A, deck.source)

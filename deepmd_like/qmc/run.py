@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepmd_like.devices import resolve_device
 from deepmd_like.errors import UserError
 from deepmd_like.fileio import atomic_path, atomic_write_text
 from deepmd_like.qmc.ansatz import FermiNet, FermiNetOptions, SlaterJastrow
@@ -187,7 +188,7 @@ class VMCRun:
         self.outdir = Path(outdir)
         self.where = where
         torch.set_num_threads(max(1, config.threads))
-        self.device = _device(config.device, where)
+        self.device = resolve_device(config.device, f"{where}: device")
         self.molecule = molecule_from_config(config, where)
         check_memory(config, self.molecule, where)
         self.name = config.system.name or self.molecule.formula()
@@ -551,16 +552,6 @@ class VMCRun:
         ax.set_xlabel("optimisation step")
         ax.set_ylabel(f"E − {label} (mHa)")
         ax.legend()
-
-
-def _device(name: str, where: str) -> torch.device:
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"{where}: device {name!r} is not a device name") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"{where}: device {name!r} asked for, but no CUDA device")
-    return device
 
 
 def read_checkpoint(path: Path) -> dict:
