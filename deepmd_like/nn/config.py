@@ -316,13 +316,5 @@ def _type_embedding(section: Any, where: str) -> TypeEmbeddingConfig:
     _reject_unknown(section, {f.name for f in fields(TypeEmbeddingConfig)}, key)
     config = TypeEmbeddingConfig()
     config.neuron = _int_list(section.get("neuron", config.neuron), f"{key}.neuron")
-    config.resnet_dt = _bool(section.get("resnet_dt", False), f"{key}.resnet_dt")
-    config.activation_function = _choice(
-        section.get("activation_function", "tanh"), ACTIVATIONS,
-        f"{key}.activation_function",
-    )
-    config.precision = _choice(
-        section.get("precision", "default"), tuple(PRECISIONS), f"{key}.precision"
-    )
-    config.seed = _seed(section.get("seed"), f"{key}.seed")
+    _read_net_settings(config, section, key)
     return config
