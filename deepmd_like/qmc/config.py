@@ -122,11 +122,13 @@ _CHOICES = {
 }
 
 
-def _build(cls: type, data: Any, where: str) -> Any:
+def _build(cls: type, data: Any, where: str, section: str = "") -> Any:
+    """``cls`` from ``data``; messages read ``WHERE: section.key: ...``."""
+    at = f"{where}: {section}" if section else where
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise UserError(f"{where}: expected a mapping of keys, got {data!r}")
+        raise UserError(f"{at}: expected a mapping of keys, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
@@ -134,22 +136,21 @@ def _build(cls: type, data: Any, where: str) -> Any:
             close = difflib.get_close_matches(str(key), list(fields), n=1)
             hint = f"; did you mean '{close[0]}'?" if close else ""
             known = ", ".join(fields)
-            raise UserError(f"{where}: unknown key '{key}'{hint} (known: {known})")
+            raise UserError(f"{at}: unknown key '{key}'{hint} (known: {known})")
         default = getattr(cls(), key)
-        # "FILE: section.key" for messages.
-        name = f"{where}.{key}" if ":" in where else f"{where}: {key}"
+        name = f"{section}.{key}" if section else key
         if dataclasses.is_dataclass(default):
-            kwargs[key] = _build(type(default), value, name)
+            kwargs[key] = _build(type(default), value, where, name)
             continue
         if fields[key].type == "Any":
             kwargs[key] = value
             continue
-        if default is None and fields[key].type in ("float | None",):
+        if default is None and fields[key].type == "float | None":
             default = 0.0  # an optional number: a number when given
             if value is None:
                 kwargs[key] = None
                 continue
-        kwargs[key] = _check_type(default, value, name)
+        kwargs[key] = _check_type(default, value, f"{where}: {name}")
     return cls(**kwargs)
 
 
