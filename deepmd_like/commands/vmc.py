@@ -54,12 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-# Files a run writes into its folder.
-RUN_FILES = (
-    "checkpoint.pt", "train.csv", "evaluate.csv", "result.json", "trace.png",
-)
-
-
 def _outdir(args: argparse.Namespace, name: str) -> Path:
     from deepmd_like.fileio import fresh_run_dir
 
@@ -82,9 +76,6 @@ def _outdir(args: argparse.Namespace, name: str) -> Path:
                 f"{outdir} exists and is not empty; pass --overwrite, --restart, "
                 "or another -o"
             )
-        # A new run: nothing of the old one may be left beside its results.
-        for file in RUN_FILES:
-            (outdir / file).unlink(missing_ok=True)
     parent = outdir.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent

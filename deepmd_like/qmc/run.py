@@ -580,6 +580,8 @@ def read_checkpoint(path: Path) -> dict:
     return payload
 
 
+# Files a run writes into its folder.
+RUN_FILES = ("checkpoint.pt", "train.csv", "evaluate.csv", "result.json", "trace.png")
 # Keys every checkpoint holds (see VMCRun.save).
 CHECKPOINT_KEYS = (
     "config", "stage", "step", "model", "optimizer", "electrons", "step_size",
@@ -620,6 +622,11 @@ def run_from_config(
     run = VMCRun(config, outdir, where)
     if restart or evaluate_only:
         run.load()
+    else:
+        # A new run (into an empty folder or with --overwrite): nothing of an
+        # old one may be left beside its results.
+        for name in RUN_FILES:
+            (outdir / name).unlink(missing_ok=True)
     done_training = run.stage in ("evaluate", "done")
     if restart and done_training and len(run.train_rows) < config.optimizer.steps:
         # optimizer.steps was raised after the run: train on, then evaluate anew.
