@@ -33,12 +33,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent
-    )
-    os.close(fd)
-    tmp_path = Path(tmp)
-    default_permissions(tmp_path)
+    tmp_path = temporary_beside(path, suffix or ".tmp")
     try:
         yield tmp_path
         fsync_file(tmp_path)
@@ -48,6 +43,29 @@ def atomic_path(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def temporary_beside(path: Path, suffix: str = ".tmp", directory: bool = False) -> Path:
+    """A new empty file (or folder) ``.NAME.PID.XXXX.SUFFIX`` beside ``path``.
+
+    It gets the permissions ``open()`` (or ``mkdir()``) would give; the PID
+    in its name lets a later writer recognise a killed process's leftovers.
+    Raises :class:`UserError` if the folder cannot be written.
+    """
+    prefix = f".{path.name}.{os.getpid()}."
+    try:
+        if directory:
+            name = tempfile.mkdtemp(prefix=prefix, suffix=suffix, dir=path.parent)
+        else:
+            fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
+            os.close(fd)
+    except OSError as err:
+        raise UserError(
+            f"{path.parent}: cannot write in the output folder "
+            f"({err.strerror or err})"
+        ) from None
+    default_permissions(name, directory=directory)
+    return Path(name)
 
 
 def default_permissions(path: str | os.PathLike, directory: bool = False) -> None:

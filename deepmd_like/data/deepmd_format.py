@@ -25,7 +25,7 @@ from ase.data import chemical_symbols
 
 from deepmd_like.data.records import SystemRecord, unique_names
 from deepmd_like.errors import UserError
-from deepmd_like.fileio import default_permissions, fsync_dir
+from deepmd_like.fileio import fsync_dir, temporary_beside
 
 logger = logging.getLogger(__name__)
 
@@ -279,14 +279,7 @@ def write_deepmd(
     if out_dir.exists():
         _check_replaceable(out_dir)
     prepare_folder(out_dir.parent)
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    except OSError as err:
-        raise UserError(
-            f"{out_dir.parent}: cannot write in the output folder "
-            f"({err.strerror or err})"
-        ) from None
-    default_permissions(tmp, directory=True)
+    tmp = temporary_beside(out_dir, "", directory=True)
     try:
         for info in dataset.systems:
             data = dataset.read_system(info.name)

@@ -23,14 +23,13 @@ import errno
 import logging
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 from typing import Iterator
 
 from deepmd_like.data import journal as _journal
 from deepmd_like.errors import UserError
-from deepmd_like.fileio import default_permissions, fsync_dir, fsync_file
+from deepmd_like.fileio import fsync_dir, fsync_file, temporary_beside
 
 logger = logging.getLogger(__name__)
 
@@ -147,17 +146,7 @@ def publish_path(
     path = check_destination(path, overwrite)
     prepare_folder(path.parent)
     clean_stale_temporaries(path)
-    try:
-        fd, name = tempfile.mkstemp(
-            prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent
-        )
-    except OSError as err:
-        raise UserError(
-            f"{path.parent}: cannot write in the output folder ({_reason(err)})"
-        ) from None
-    os.close(fd)
-    tmp = Path(name)
-    default_permissions(tmp)
+    tmp = temporary_beside(path, suffix)
     try:
         yield tmp
         fsync_file(tmp)
