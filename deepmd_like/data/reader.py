@@ -57,11 +57,7 @@ def open_h5(path: str | os.PathLike) -> h5py.File:
     If a writer was killed while committing, the file is shown as it was
     before that commit (the journal beside it is read, not applied).
     """
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, expected an HDF5 dataset file")
+    path = _existing_file(path)
     journal = _journal.read_journal(path)
     try:
         if journal is not None:
@@ -86,6 +82,16 @@ def open_h5(path: str | os.PathLike) -> h5py.File:
     return h5
 
 
+def _existing_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path; a one-line error if it is missing or a folder."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if path.is_dir():
+        raise UserError(f"{path}: is a folder, expected an HDF5 dataset file")
+    return path
+
+
 @contextlib.contextmanager
 def locked_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
     """Open a dataset file read-only while no writer commits to it.
@@ -95,11 +101,7 @@ def locked_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
     state. Waits a few seconds for a commit in progress, then raises
     :class:`UserError` ("being written by another process").
     """
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a folder, expected an HDF5 dataset file")
+    path = _existing_file(path)
     lock = _journal.ReadLock(path)
     try:
         with lock:
